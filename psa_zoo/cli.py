@@ -1,0 +1,86 @@
+"""``psa-zoo`` command line: thin wrappers over library functions."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+
+
+def _add_bench_attn(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "bench-attn",
+        help="measure every attention block: params, FLOPs, time, memory, scaling, fast-vs-reference ratios",
+        description="Benchmark the attention blocks on the CPU and print Markdown tables.",
+    )
+    p.add_argument("--quick", action="store_true", help="reduced sizes and repeats (about a minute)")
+    p.add_argument(
+        "--shape", type=int, nargs=4, metavar=("N", "C", "H", "W"), help="input of the block table"
+    )
+    p.add_argument("--blocks", nargs="+", help="block names (default: all of list_attn())")
+    p.add_argument("--sizes", type=int, nargs="+", help="square map sides of the scaling sweep")
+    p.add_argument("--sweep-channels", type=int, help="channels of the scaling sweep")
+    p.add_argument("--repeats", type=int, help="timed repeats per measurement (median reported)")
+    p.add_argument("--threads", type=int, help="CPU threads (default 2)")
+    p.add_argument(
+        "--sections",
+        nargs="+",
+        choices=("blocks", "scaling", "ratios"),
+        default=["blocks", "scaling", "ratios"],
+    )
+    p.add_argument("--json", metavar="PATH", help="also write every measurement as JSON")
+    p.add_argument("--csv", metavar="PATH", help="also write every measurement as CSV")
+    p.add_argument("--plot", metavar="PATH", help="also write a PNG of time and memory vs H×W")
+    p.set_defaults(func=_run_bench_attn)
+
+
+def _run_bench_attn(args: argparse.Namespace) -> int:
+    from .bench import attention
+    from .layers import get_attn
+
+    cfg = attention.BenchConfig.quick() if args.quick else attention.BenchConfig()
+    overrides = {
+        "shape": tuple(args.shape) if args.shape else None,
+        "blocks": tuple(args.blocks) if args.blocks else None,
+        "sweep_sizes": tuple(args.sizes) if args.sizes else None,
+        "sweep_channels": args.sweep_channels,
+        "repeats": args.repeats,
+        "threads": args.threads,
+    }
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    for block in cfg.blocks:
+        get_attn(block)  # unknown names fail before any measurement
+    print(f"Machine: {attention.machine_description().split(',')[0]}, {cfg.threads} threads", flush=True)
+    rows = attention.run_benchmark(cfg, sections=tuple(args.sections))
+    print(attention.to_markdown(rows))
+    if args.json:
+        attention.write_json(rows, args.json)
+    if args.csv:
+        attention.write_csv(rows, args.csv)
+    if args.plot and not attention.write_plot(rows, args.plot):
+        print("matplotlib is not installed: no plot written (pip install 'psa_zoo[bench]')", file=sys.stderr)
+    failed = [r for r in rows if r.passed is False]
+    if failed:
+        print(f"{len(failed)} target(s) not met on this machine (see the 'met' column).", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="psa-zoo", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _add_bench_attn(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as error:
+        parser.exit(2, f"psa-zoo {args.command}: error: {error}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

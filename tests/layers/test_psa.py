@@ -1,0 +1,247 @@
+"""PSA: fast form = reference form, parameter counts, init, and fidelity to the released code."""
+
+import zlib
+from collections import defaultdict
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from psa_zoo.layers import PsaP, PsaPaperP, PsaPaperS, PsaS, create_attn
+from tests.conftest import relative_error
+
+PSA_NAMES = ["psa_p", "psa_s", "psa_p_paper", "psa_s_paper"]
+# (N, C, H, W): odd sizes, H or W = 1, batch 1, the HRNet-W48 widths at small maps.
+FAST_SHAPES = [
+    (2, 16, 8, 8),
+    (1, 8, 1, 1),
+    (3, 32, 1, 17),
+    (2, 48, 9, 1),
+    (1, 96, 5, 7),
+    (2, 64, 13, 11),
+    (4, 192, 4, 3),
+    (1, 384, 2, 3),
+    (2, 24, 16, 12),
+]
+HRNET_W48_PSA_WIDTHS = {48: 32, 96: 32, 192: 28, 384: 12}  # width → number of BasicBlocks with PSA
+
+
+def _pair(name: str, channels: int, **kwargs):
+    fast = create_attn(name, channels, **kwargs)
+    with torch.no_grad():  # random fan-in-scaled weights everywhere, LayerNorm weights around 1
+        for param in fast.parameters():
+            fan_in = param[0].numel() if param.ndim == 4 else 1
+            param.copy_(torch.randn_like(param) * fan_in**-0.5 + (1.0 if param.ndim == 3 else 0.0))
+    reference = create_attn(name, channels, impl="reference", **kwargs)
+    reference.load_state_dict(fast.state_dict())
+    return fast, reference
+
+
+def _seed(*parts) -> int:
+    return zlib.crc32(repr(parts).encode())
+
+
+def _error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """Relative error; gradients that are exactly zero in theory (PSA_s with C = 8 normalises over one
+    value) count as equal when they differ by float64 rounding (absolute 1e-12)."""
+    diff = (actual.double() - expected.double()).norm().item()
+    return 0.0 if diff < 1e-12 else diff / max(expected.double().norm().item(), 1e-30)
+
+
+def _outputs_and_gradients(module: torch.nn.Module, x: torch.Tensor, grad_out: torch.Tensor) -> dict:
+    module.zero_grad(set_to_none=True)
+    x = x.detach().clone().requires_grad_(True)
+    out = module(x)
+    out.backward(grad_out.to(out.dtype))
+    results = {"output": out.detach(), "input gradient": x.grad}
+    results.update({name: param.grad for name, param in module.named_parameters()})
+    return results
+
+
+def _compare_fast_and_reference(name: str, shape, dtype: torch.dtype, tolerance: float) -> None:
+    """Outputs, input gradient and every parameter gradient of the fast form within ``tolerance`` of the
+    reference form. Where a gradient is ill-conditioned (the float32 reference itself is off from float64
+    by more than ``tolerance``), the fast form must be at least about as accurate as the reference."""
+    torch.manual_seed(_seed(name, shape))
+    fast, reference = (m.to(dtype) for m in _pair(name, shape[1]))
+    x = torch.randn(shape, dtype=dtype)
+    grad_out = torch.randn(shape, dtype=dtype)
+    got = _outputs_and_gradients(fast, x, grad_out)
+    expected = _outputs_and_gradients(reference, x, grad_out)
+    exact = (
+        _outputs_and_gradients(reference.double(), x.double(), grad_out)
+        if dtype != torch.float64
+        else expected
+    )
+    for key, value in got.items():
+        error = _error(value, expected[key])
+        if error < tolerance:
+            continue
+        reference_error = _error(expected[key], exact[key])
+        assert reference_error > tolerance, (key, error)
+        assert _error(value, exact[key]) <= 2 * reference_error, (key, error, reference_error)
+
+
+@pytest.mark.parametrize("name", PSA_NAMES)
+@pytest.mark.parametrize("shape", FAST_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_fast_psa_matches_reference_outputs_and_gradients(name, shape):
+    """float32, relative error < 1e-5 on the output, the input gradient and every parameter gradient.
+
+    Exception: PSA_s with C/8 ≤ 2 normalises its bottleneck over ≤ 2 values, whose LayerNorm output is
+    ±1 whatever the input; every gradient upstream of it is then rounding noise in float32, so those
+    shapes are compared in float64.
+    """
+    if name == "psa_s" and shape[1] < 8:
+        pytest.skip("PSA_s needs C ≥ 8")
+    if name == "psa_s" and shape[1] // 8 <= 2:
+        _compare_fast_and_reference(name, shape, torch.float64, 1e-10)
+    else:
+        _compare_fast_and_reference(name, shape, torch.float32, 1e-5)
+
+
+@pytest.mark.parametrize("name", PSA_NAMES)
+def test_fast_psa_equals_reference_in_float64(name):
+    for shape in FAST_SHAPES:
+        if not (name == "psa_s" and shape[1] < 8):
+            _compare_fast_and_reference(name, shape, torch.float64, 1e-10)
+
+
+@pytest.mark.parametrize("name", PSA_NAMES)
+def test_fast_psa_matches_reference_without_autograd(name):
+    """The no-grad path reuses buffers in place; it must give the same numbers."""
+    fast, reference = _pair(name, 32)
+    x = torch.randn(2, 32, 7, 5).to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        out = fast(x)
+        expected = reference(x)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert relative_error(out, expected) < 1e-5
+
+
+def test_paper_bias_option_keeps_fast_equal_to_reference():
+    for cls in (PsaPaperP, PsaPaperS):
+        fast = cls(16, bias=True)
+        with torch.no_grad():
+            for param in fast.parameters():
+                param.copy_(torch.randn_like(param))
+        reference = cls(16, bias=True, impl="reference")
+        reference.load_state_dict(fast.state_dict())
+        x = torch.randn(2, 16, 5, 4)
+        assert relative_error(fast(x), reference(x)) < 1e-5
+
+
+@pytest.mark.parametrize("channels", [16, 48, 96, 192, 384])
+def test_parameter_counts_follow_the_formulas(channels):
+    def count(module):
+        return sum(p.numel() for p in module.parameters())
+
+    c = channels
+    assert count(PsaP(c)) == 2 * c * c + c
+    mid = c // 8  # conv_up.0 (+bias), LayerNorm (w, b), conv_up.3 (+bias), then the four q/v convs
+    assert count(PsaS(c)) == (c // 2) * mid + mid + 2 * mid + mid * c + c + (1 + 3 * (c // 2)) * c
+    assert count(PsaPaperP(c)) == count(PsaPaperS(c)) == 2 * c * c + 3 * c
+
+
+def test_hrnet_w48_psa_parameter_totals():
+    """104 BasicBlocks of HRNet-W48 stages 2–4 carry PSA (paper Table 2: 63.6M → 70.0M / 69.1M)."""
+    assert sum(HRNET_W48_PSA_WIDTHS.values()) == 104
+    total_p = sum(n * sum(p.numel() for p in PsaP(c).parameters()) for c, n in HRNET_W48_PSA_WIDTHS.items())
+    total_s = sum(n * sum(p.numel() for p in PsaS(c).parameters()) for c, n in HRNET_W48_PSA_WIDTHS.items())
+    assert total_p == 6_355_200
+    assert total_s == 5_384_544
+
+
+def test_hrnet_init_makes_psa_p_near_identity():
+    block = PsaP(64, init="hrnet").eval()
+    x = torch.randn(2, 64, 16, 12)
+    out = block(x)
+    assert relative_error(out, x) < 5e-3
+    assert all(m.weight.std() < 0.002 for m in block.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def test_official_init_is_kaiming_on_query_and_value_convs():
+    block = PsaP(256)
+    expected_std = (2 / 256) ** 0.5
+    for conv in (block.conv_q_left, block.conv_v_left, block.conv_v_right):
+        assert abs(conv.weight.std().item() - expected_std) < 0.15 * expected_std
+    default_std = (3 * 128) ** -0.5  # PyTorch's default (uniform ±1/sqrt(fan_in)), not re-initialised
+    assert abs(block.conv_up.weight.std().item() - default_std) < 0.1 * default_std
+
+
+def test_psa_p_spatial_gate_lies_in_the_released_range():
+    """Released PSA_p: σ(softmax(·)) ∈ (0.5, σ(1)] — the spatial gate is almost constant on big maps."""
+    block = PsaP(32)
+    x = torch.randn(3, 32, 6, 5)
+    gate = block._spatial_gate_reference(x)
+    assert gate.min() > 0.5
+    assert gate.max() <= torch.sigmoid(torch.tensor(1.0)) + 1e-6
+
+
+def test_psa_s_starts_near_quarter_of_input_with_hrnet_init():
+    block = PsaS(64, init="hrnet").eval()
+    x = torch.randn(2, 64, 8, 8)
+    ratio = (block(x) / x).median().item()
+    assert 0.1 < ratio < 0.4
+
+
+@pytest.mark.parametrize("cls", [PsaP, PsaS, PsaPaperP, PsaPaperS])
+def test_odd_channels_are_rejected(cls):
+    with pytest.raises(ValueError, match="even channel count"):
+        cls(47)
+
+
+def test_psa_s_needs_eight_channels_and_bad_options_are_rejected():
+    with pytest.raises(ValueError, match="at least 8"):
+        PsaS(6)
+    with pytest.raises(ValueError, match="init must be 'official' or 'hrnet'"):
+        PsaP(16, init="xavier")
+    with pytest.raises(ValueError, match="impl must be 'fast' or 'reference'"):
+        PsaP(16, impl="quick")
+
+
+# --- fidelity to the released code (official-format fixtures in ../shared) -----------------------------
+def _released_psa_blocks(state_dict: dict) -> dict[str, dict[str, torch.Tensor]]:
+    blocks: dict[str, dict[str, torch.Tensor]] = defaultdict(dict)
+    for key, value in state_dict.items():
+        if ".deattn." in key:
+            prefix, leaf = key.split(".deattn.")
+            blocks[prefix.removeprefix("module.")][leaf] = value
+    return blocks
+
+
+@pytest.mark.parametrize("variant, cls", [("psa_p", PsaP), ("psa_s", PsaS)])
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+def test_released_psa_blocks_load_strictly_and_reproduce_official_outputs(shared_dir, variant, cls, impl):
+    folder = shared_dir / "fixtures" / "official_psa_seg"
+    checkpoint = torch.load(folder / f"{variant}_checkpoint.pth", map_location="cpu", weights_only=True)
+    blocks = _released_psa_blocks(checkpoint["state_dict"])
+    assert len(blocks) == 12
+    for state in blocks.values():  # every released block loads with strict=True
+        cls(state["conv_q_right.weight"].shape[1], impl=impl).load_state_dict(state, strict=True)
+    io = load_file(folder / f"io_{variant}.safetensors")
+    for name in ("backbone.stage2.0.branches.0.0", "backbone.stage4.0.branches.3.0"):
+        state = blocks[name]
+        block = cls(state["conv_q_right.weight"].shape[1], impl=impl).eval()
+        block.load_state_dict(state, strict=True)
+        with torch.no_grad():
+            out = block(io[f"psa.{name}.deattn.input"])
+        torch.testing.assert_close(out, io[f"psa.{name}.deattn.output"], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("variant, cls, total", [("psa_p", PsaP, 6_355_200), ("psa_s", PsaS, 5_384_544)])
+def test_released_w48_key_layout_matches_ours(shared_dir, variant, cls, total):
+    """Keys and shapes of every deattn in the released-size W48 model equal our module's state dict."""
+    listing = (shared_dir / "fixtures" / "official_psa_seg" / f"keys_full_w48_{variant}.txt").read_text()
+    blocks: dict[str, dict[str, tuple[int, ...]]] = defaultdict(dict)
+    for line in listing.splitlines():
+        key, shape, _ = line.split("\t")
+        if ".deattn." in key:
+            prefix, leaf = key.split(".deattn.")
+            blocks[prefix][leaf] = tuple(int(v) for v in shape.strip("[]").split(",") if v.strip())
+    assert len(blocks) == 104
+    counted = 0
+    for shapes in blocks.values():
+        ours = {k: tuple(v.shape) for k, v in cls(shapes["conv_q_right.weight"][1]).state_dict().items()}
+        assert ours == shapes
+        counted += sum(torch.Size(s).numel() for s in shapes.values())
+    assert counted == total
