@@ -1,8 +1,36 @@
 """psa_zoo: Polarized Self-Attention (Liu et al., 2021, arXiv 2107.00782) and its comparison blocks."""
 
-from . import layers
+from . import layers, models
 from .layers import create_attn, list_attn
+from .models import (
+    DeepLabV3Plus,
+    HRNetOCR,
+    HRNetPose,
+    SegmentationOutput,
+    SimpleBaseline,
+    create_model,
+    get_pretrained_cfg,
+    list_models,
+    list_pretrained,
+    registered_in_timm,
+)
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["__version__", "create_attn", "layers", "list_attn"]
+__all__ = [
+    "DeepLabV3Plus",
+    "HRNetOCR",
+    "HRNetPose",
+    "SegmentationOutput",
+    "SimpleBaseline",
+    "__version__",
+    "create_attn",
+    "create_model",
+    "get_pretrained_cfg",
+    "layers",
+    "list_attn",
+    "list_models",
+    "list_pretrained",
+    "models",
+    "registered_in_timm",
+]

@@ -66,10 +66,53 @@ def _run_bench_attn(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_bench_models(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "bench-models",
+        help="CPU latency and memory of the paper's models, PSA overhead (fast vs straightforward), smp",
+        description="Benchmark whole models on the CPU and print a Markdown table.",
+    )
+    p.add_argument("--quick", action="store_true", help="two small cases, one repeat (a smoke run)")
+    p.add_argument("--models", nargs="+", help="limit to these model names (default cases only)")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per variant (median reported)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    p.add_argument("--no-smp", action="store_true", help="skip the segmentation_models_pytorch comparison")
+    p.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    p.set_defaults(func=_run_bench_models)
+
+
+def _run_bench_models(args: argparse.Namespace) -> int:
+    import json
+
+    from .bench import models as bench_models
+    from .bench.attention import machine_description
+
+    cases = bench_models.QUICK_CASES if args.quick else bench_models.DEFAULT_CASES
+    if args.models:
+        unknown = sorted(set(args.models) - {c.name for c in cases})
+        if unknown:
+            raise ValueError(
+                f"no benchmark case for {', '.join(unknown)}; cases: {', '.join(c.name for c in cases)}"
+            )
+        cases = tuple(c for c in cases if c.name in args.models)
+    repeats = 1 if args.quick else args.repeats
+    print(f"Machine: {machine_description().split(',')[0]}, {args.threads} threads", flush=True)
+    rows = bench_models.run_model_benchmark(
+        cases, repeats=repeats, warmup=1, threads=args.threads, with_smp=not (args.no_smp or args.quick)
+    )
+    print(bench_models.to_markdown(rows))
+    if args.json:
+        payload = {"machine": machine_description(), "rows": bench_models.rows_as_dicts(rows)}
+        with open(args.json, "w") as handle:
+            json.dump(payload, handle, indent=2, ensure_ascii=False)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="psa-zoo", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_bench_attn(subparsers)
+    _add_bench_models(subparsers)
     return parser
 
 

@@ -47,13 +47,19 @@ class _LiveTensorBytes(TorchDispatchMode):
         self.current -= self.live.pop(key, 0)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        # Views and in-place results share an input's storage: those are not new allocations (and an input
+        # may be a parameter or a tensor made before tracking began).
+        inputs = {
+            t.untyped_storage().data_ptr() for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)
+        }
         for tensor in tree_leaves(out):
             if not isinstance(tensor, torch.Tensor):
                 continue
             storage = tensor.untyped_storage()
             key = storage.data_ptr()
-            if key and key not in self.live:  # a new allocation (views and in-place results are not)
+            if key and key not in self.live and key not in inputs:
                 self.live[key] = storage.nbytes()
                 self.current += storage.nbytes()
                 self.peak = max(self.peak, self.current)

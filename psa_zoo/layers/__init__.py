@@ -6,7 +6,7 @@
 Every block takes ``channels`` first, so a class or ``functools.partial`` also fits timm's ``attn_layer=``.
 """
 
-from ._registry import create_attn, get_attn, list_attn, register_attn
+from ._registry import attn_factory, create_attn, get_attn, list_attn, register_attn
 from .cbam import Cbam
 from .dual_attention import ChannelAttention, DualAttention, PositionAttention
 from .efficient_attention import EfficientAttention
@@ -43,6 +43,7 @@ __all__ = [
     "PsaS",
     "SimplifiedNonLocal2d",
     "SqueezeExcite",
+    "attn_factory",
     "create_attn",
     "get_attn",
     "list_attn",

@@ -56,6 +56,21 @@ def get_attn(attn: str | AttnFactory | None) -> AttnFactory | None:
         ) from None
 
 
+def attn_factory(
+    attn: str | AttnFactory | None, attn_kwargs: dict | None = None
+) -> Callable[[int], nn.Module] | None:
+    """What a model stores for its attention slots: ``f(channels) -> nn.Module``, or ``None`` for none.
+
+    ``attn`` as in :func:`get_attn`; ``attn_kwargs`` are bound to it (e.g. ``{"init": "hrnet"}``).
+    """
+    factory = get_attn(attn)
+    if factory is None:
+        if attn_kwargs:
+            raise ValueError(f"attn_kwargs {attn_kwargs} given without an attention block (attn=None)")
+        return None
+    return partial(factory, **attn_kwargs) if attn_kwargs else factory
+
+
 def create_attn(attn: str | AttnFactory, channels: int, **kwargs) -> nn.Module:
     """Build the attention block ``attn`` for ``channels`` input channels.
 

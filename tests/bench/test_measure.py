@@ -47,3 +47,10 @@ def test_time_interleaved_runs_every_candidate_round_robin():
     assert calls == ["a", "b"] + ["a", "b"] * 3
     assert set(medians) == {"a", "b"}
     assert all(v >= 0 for v in medians.values())
+
+
+def test_peak_memory_ignores_views_of_existing_tensors():
+    weight = torch.randn(512, 512)  # 1 MiB, made before tracking
+
+    assert peak_memory(lambda: weight.view(256, 1024).t()) == 0
+    assert peak_memory(lambda: weight.view(-1) * 2) == 512 * 512 * 4

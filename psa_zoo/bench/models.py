@@ -1,0 +1,169 @@
+"""Benchmark of whole models: CPU latency and peak memory, and what PSA costs inside them.
+
+For each case the model is timed three ways in one interleaved run: with the attention of its name
+(fast PSA), with ``attn=None`` (the baseline), and with PSA's straightforward form
+(``attn_kwargs={"impl": "reference"}``). The PSA overhead is ``t_attn / t_none − 1``.
+When segmentation_models_pytorch is installed, its DeepLabV3+ (ResNet-101, output stride 16, rates
+6/12/18, non-separable ASPP) is timed beside ours on the same input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from ..models import create_model
+from ._measure import peak_memory, time_interleaved
+
+
+@dataclass(frozen=True)
+class ModelCase:
+    """A model name with the batch and input size it is measured at, and its overhead target (if any)."""
+
+    name: str
+    batch: int
+    height: int
+    width: int
+    overhead_target: float | None = None  # e.g. 0.10: fast PSA adds at most 10% latency
+
+
+DEFAULT_CASES: tuple[ModelCase, ...] = (
+    ModelCase("hrnet_w48_psa_p", 8, 256, 192, overhead_target=0.10),
+    ModelCase("deeplabv3plus_r101_psa", 2, 513, 513, overhead_target=0.10),
+    ModelCase("simplebaseline_r50_psa_p", 8, 256, 192),
+    ModelCase("deeplabv3plus_mbv2_psa", 2, 513, 513),
+    ModelCase("hrnetv2_w48_ocr_psa_p", 1, 512, 1024),
+)
+QUICK_CASES: tuple[ModelCase, ...] = (
+    ModelCase("hrnet_w18_psa_p", 1, 128, 96),
+    ModelCase("deeplabv3plus_mbv2_psa", 1, 129, 161),
+)
+
+
+@dataclass
+class ModelRow:
+    name: str
+    batch: int
+    input: str
+    variant: str  # "attn" (fast), "none", "reference", "smp"
+    params: int
+    latency_ms: float
+    peak_mb: float
+    overhead: float | None = None  # latency relative to the baseline: attn=None, or smp for "ours"
+    target: str = ""
+    passed: bool | None = None
+
+
+def _forward(model: torch.nn.Module, x: torch.Tensor):
+    def run() -> object:
+        with torch.no_grad():
+            return model(x)
+
+    return run
+
+
+def _smp_deeplab(num_classes: int) -> torch.nn.Module | None:
+    try:
+        import segmentation_models_pytorch as smp
+    except ImportError:
+        return None
+    return smp.DeepLabV3Plus(
+        encoder_name="resnet101",
+        encoder_weights=None,
+        encoder_output_stride=16,
+        decoder_atrous_rates=(6, 12, 18),
+        decoder_aspp_separable=False,
+        classes=num_classes,
+    ).eval()
+
+
+def bench_case(case: ModelCase, repeats: int, warmup: int) -> list[ModelRow]:
+    """Time and measure one case in its three variants (interleaved)."""
+    models = {
+        "attn": create_model(case.name).eval(),
+        "none": create_model(case.name, attn=None).eval(),
+        "reference": create_model(case.name, attn_kwargs={"impl": "reference"}).eval(),
+    }
+    models["reference"].load_state_dict(models["attn"].state_dict())
+    x = torch.randn(case.batch, 3, case.height, case.width)
+    times = time_interleaved({k: _forward(m, x) for k, m in models.items()}, repeats=repeats, warmup=warmup)
+    shape = f"{case.batch}×3×{case.height}×{case.width}"
+    rows = []
+    for variant, model in models.items():
+        overhead = None if variant == "none" else times[variant] / times["none"] - 1
+        rows.append(
+            ModelRow(
+                case.name, case.batch, shape, variant, sum(p.numel() for p in model.parameters()),
+                times[variant] * 1e3, peak_memory(_forward(model, x)) / 2**20, overhead,
+            )
+        )  # fmt: skip
+    fast, reference = rows[0], rows[2]
+    if case.overhead_target is not None:
+        fast.target = f"≤ {case.overhead_target:.0%}, ≤ ½ of reference"
+        fast.passed = fast.overhead <= case.overhead_target and fast.overhead <= 0.5 * reference.overhead
+    return rows
+
+
+def bench_smp(repeats: int, warmup: int, batch: int = 2, size: int = 512) -> list[ModelRow]:
+    """Our ``deeplabv3plus_r101`` against smp's configured alike, on a 512×512 input (smp needs multiples
+    of 16). Empty when smp is not installed. Target: ours within 1.1× of smp's latency."""
+    smp_model = _smp_deeplab(21)
+    if smp_model is None:
+        return []
+    ours = create_model("deeplabv3plus_r101").eval()
+    x = torch.randn(batch, 3, size, size)
+    times = time_interleaved({"ours": _forward(ours, x), "smp": _forward(smp_model, x)}, repeats, warmup)
+    shape = f"{batch}×3×{size}×{size}"
+    ratio = times["ours"] / times["smp"]
+
+    def row(
+        name: str, variant: str, model: torch.nn.Module, overhead=None, target="", passed=None
+    ) -> ModelRow:
+        params = sum(p.numel() for p in model.parameters())
+        memory = peak_memory(_forward(model, x)) / 2**20
+        return ModelRow(
+            name, batch, shape, variant, params, times[variant] * 1e3, memory, overhead, target, passed
+        )
+
+    return [
+        row("deeplabv3plus_r101", "ours", ours, ratio - 1, "≤ 1.1× smp", ratio <= 1.1),
+        row("smp DeepLabV3Plus(resnet101)", "smp", smp_model),
+    ]
+
+
+def run_model_benchmark(
+    cases: tuple[ModelCase, ...] = DEFAULT_CASES, repeats: int = 5, warmup: int = 1, threads: int = 2,
+    with_smp: bool = True,
+) -> list[ModelRow]:  # fmt: skip
+    """All cases (and the smp comparison) with ``threads`` CPU threads."""
+    torch.manual_seed(0)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        rows = [row for case in cases for row in bench_case(case, repeats, warmup)]
+        if with_smp:
+            rows += bench_smp(repeats, warmup)
+        return rows
+    finally:
+        torch.set_num_threads(previous)
+
+
+def to_markdown(rows: list[ModelRow]) -> str:
+    lines = [
+        "| model | input | variant | params (M) | latency ms | peak MB | vs baseline | target | met |",
+        "|---|---|---|---:|---:|---:|---:|---|---|",
+    ]
+    for r in rows:
+        overhead = "" if r.overhead is None else f"{r.overhead:+.1%}"
+        met = "" if r.passed is None else ("yes" if r.passed else "**no**")
+        lines.append(
+            f"| {r.name} | {r.input} | {r.variant} | {r.params / 1e6:.2f} | {r.latency_ms:,.0f} | "
+            f"{r.peak_mb:,.0f} | {overhead} | {r.target} | {met} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def rows_as_dicts(rows: list[ModelRow]) -> list[dict]:
+    return [dataclasses.asdict(r) for r in rows]

@@ -1,0 +1,29 @@
+"""``create_model``: build a registered model by name (optionally ``name.tag`` for pretrained weights)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ._registry import get_pretrained_cfg, model_entrypoint, split_model_name
+
+
+def create_model(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
+    """Build the registered model ``name``.
+
+    Args:
+        name: a name of :func:`psa_zoo.list_models`, optionally with a pretrained tag (``"name.tag"``).
+        pretrained: load the tag's published weights (a tag is required when the model has several).
+        **kwargs: ``num_classes`` (classes, or keypoints for pose models), ``attn`` (any name of
+            ``psa_zoo.list_attn()``, a constructor, or ``None`` / ``"none"``), ``attn_kwargs``, ``in_chans``,
+            ``output_stride`` (DeepLabV3+), ``pretrained_backbone`` (timm ImageNet weights), ``device``,
+            ``dtype``, ``cache_dir``.
+
+    Unknown names raise ``ValueError`` with the closest registered names; unknown kwargs raise
+    ``ValueError`` listing what the model takes.
+    """
+    architecture, tag = split_model_name(name)
+    entrypoint = model_entrypoint(architecture)
+    if tag is not None:
+        get_pretrained_cfg(name)  # unknown tags fail here, with the available ones
+        kwargs["pretrained_tag"] = tag
+    return entrypoint(pretrained=pretrained, **kwargs)

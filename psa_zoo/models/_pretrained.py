@@ -1,0 +1,58 @@
+"""Configuration records of the registered models: what an architecture expects, what the paper reports
+for it, and (per pretrained tag) where its weights come from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from ..labels import IMAGENET_MEAN, IMAGENET_STD
+
+
+@dataclass(frozen=True)
+class PaperReference:
+    """A figure from a paper table, with where it comes from."""
+
+    params_m: float | None = None  # millions, as printed
+    gmacs: float | None = None  # multiply-accumulates (papers call them GFLOPs), as printed
+    source: str = ""  # e.g. "PSA paper (arXiv 2107.00782) Table 3"
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class PretrainedCfg:
+    """What a model (optionally with a pretrained tag) expects and where its weights come from.
+
+    ``input_size`` is (C, H, W) of the paper's setting (pose: the crop; segmentation: the evaluation size
+    used for FLOPs). ``status`` is one of ``"published"``, ``"convertible"`` (from an official release),
+    ``"not released"`` (upstream published no weights) and ``"none"`` (architecture only, no weights).
+    """
+
+    architecture: str
+    tag: str | None = None
+    task: str = ""  # "pose" | "segmentation"
+    input_size: tuple[int, int, int] = (3, 224, 224)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    num_classes: int = 0
+    label_names: tuple[str, ...] = ()
+    paper: PaperReference = field(default_factory=PaperReference)
+    timm_backbone: str | None = None  # timm model whose ImageNet weights ``pretrained_backbone`` loads
+    hf_hub_id: str | None = None
+    hf_hub_revision: str | None = None
+    filename: str = "model.safetensors"
+    sha256: str | None = None
+    source: str = ""
+    license: str | None = None
+    metrics: tuple[dict, ...] = ()
+    status: str = "none"
+
+    @property
+    def name(self) -> str:
+        return f"{self.architecture}.{self.tag}" if self.tag else self.architecture
+
+    @property
+    def has_weights(self) -> bool:
+        return self.status == "published" and self.hf_hub_id is not None
+
+    def with_tag(self, tag: str, **changes) -> PretrainedCfg:
+        return replace(self, tag=tag, **changes)

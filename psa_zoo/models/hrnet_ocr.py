@@ -1,0 +1,292 @@
+"""HRNetV2 + OCR with hierarchical multi-scale attention: the released PSA segmentation model.
+
+Papers: "Object-Contextual Representations for Semantic Segmentation" (Yuan et al., arXiv 1909.11065),
+"Hierarchical Multi-Scale Attention for Semantic Segmentation" (Tao et al., arXiv 2005.10821), PSA
+(Liu et al., arXiv 2107.00782). Released code: DeLightCMU/PSA ``semantic-segmentation/`` (a copy of
+NVIDIA/semantic-segmentation): ``network/ocrnet.py`` (``MscaleOCR``, arch ``ocrnet.HRNet_Mscale``),
+``network/ocr_utils.py`` (OCR gather / object attention, from HRNet/HRNet-Semantic-Segmentation),
+``network/utils.py`` (``make_attn_head``, ``BNReLU``), ``network/hrnetv2.py`` (trunk with PSA).
+
+Parts (official widths for W48 in brackets):
+
+* ``backbone``: HRNetV2 trunk, bilinear fuse upsampling, all four branches kept; the branches are resized
+  (bilinear, ``align_corners=False``) to stride 4 and concatenated [720 channels].
+* ``ocr``: ``conv3x3_ocr`` (3×3 conv + BN + ReLU → mid [512]); ``aux_head`` (soft object regions:
+  1×1 + BN + ReLU + 1×1 → K); ``ocr_gather_head`` (region features: softmax of the aux logits over
+  positions); ``ocr_distri_head`` (pixel–region attention with key width [256], concat with the pixel
+  features, 1×1 + BN + ReLU + Dropout2d(0.05)); ``cls_head`` (1×1 → K).
+* ``scale_attn``: 3×3 conv + BN + ReLU [256], 3×3 conv + BN + ReLU, 1×1 conv → 1, sigmoid, applied to the
+  OCR features: how much a scale's prediction is trusted in the multi-scale combination.
+
+Sub-module names are the official ones, so an official checkpoint maps by prefix renames only
+(``psa_zoo.convert.psa_nvidia``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbones.hrnet import HRNet, HRNetSpec
+from .outputs import SegmentationOutput
+
+__all__ = ["HRNetOCR", "ObjectAttention", "OcrHead", "ScaleAttentionHead", "SpatialGather", "SpatialOcr"]
+
+
+def _resize(x: torch.Tensor, size) -> torch.Tensor:
+    # every resize in the NVIDIA code is bilinear with cfg.MODEL.ALIGN_CORNERS = False
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def _bn_relu(channels: int) -> nn.Sequential:
+    """``BNReLU`` of the official code: Sequential(BN, ReLU), hence the ``.1.0.*`` keys."""
+    return nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU())
+
+
+def _conv1x1_bn_relu(in_chs: int, out_chs: int) -> list[nn.Module]:
+    return [nn.Conv2d(in_chs, out_chs, 1, bias=False), _bn_relu(out_chs)]
+
+
+class SpatialGather(nn.Module):
+    """Object-region features: per class, the pixel features averaged with softmax-over-positions weights.
+
+    Forward: feats [N, C, H, W], region logits [N, K, H, W] → region features [N, C, K, 1].
+    """
+
+    def forward(self, feats: torch.Tensor, region_logits: torch.Tensor) -> torch.Tensor:
+        n, k = region_logits.shape[:2]
+        weights = region_logits.reshape(n, k, -1).softmax(dim=2)  # [N, K, HW]
+        regions = torch.bmm(weights, feats.flatten(2).transpose(1, 2))  # [N, K, C]
+        return regions.transpose(1, 2).unsqueeze(3)
+
+
+class ObjectAttention(nn.Module):
+    """Pixel–region attention (``ObjectAttentionBlock`` with scale 1): every pixel attends over the K regions.
+
+    query = f_pixel(pixels), key = f_object(regions), value = f_down(regions), softmax(q·k / √key_channels)
+    over regions, context = f_up(attention · value).
+
+    Forward: pixels [N, C, H, W], regions [N, C, K, 1] → context [N, C, H, W].
+    """
+
+    def __init__(self, channels: int, key_channels: int):
+        super().__init__()
+        self.key_channels = key_channels
+        self.f_pixel = nn.Sequential(
+            *_conv1x1_bn_relu(channels, key_channels), *_conv1x1_bn_relu(key_channels, key_channels)
+        )
+        self.f_object = nn.Sequential(
+            *_conv1x1_bn_relu(channels, key_channels), *_conv1x1_bn_relu(key_channels, key_channels)
+        )
+        self.f_down = nn.Sequential(*_conv1x1_bn_relu(channels, key_channels))
+        self.f_up = nn.Sequential(*_conv1x1_bn_relu(key_channels, channels))
+
+    def forward(self, pixels: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = pixels.shape
+        query = self.f_pixel(pixels).flatten(2).transpose(1, 2)  # [N, HW, Ck]
+        key = self.f_object(regions).flatten(2)  # [N, Ck, K]
+        value = self.f_down(regions).flatten(2).transpose(1, 2)  # [N, K, Ck]
+        sim = (torch.bmm(query, key) * self.key_channels**-0.5).softmax(dim=-1)  # [N, HW, K]
+        context = torch.bmm(sim, value).transpose(1, 2).reshape(n, self.key_channels, h, w)
+        return self.f_up(context)
+
+
+class SpatialOcr(nn.Module):
+    """``SpatialOCR_Module``: object context concatenated with the pixel features, 1×1 + BN + ReLU + dropout.
+
+    Forward: pixels [N, C, H, W], regions [N, C, K, 1] → [N, C, H, W].
+    """
+
+    def __init__(self, channels: int, key_channels: int, dropout: float = 0.05):
+        super().__init__()
+        self.object_context_block = ObjectAttention(channels, key_channels)
+        self.conv_bn_dropout = nn.Sequential(
+            nn.Conv2d(2 * channels, channels, 1, bias=False), _bn_relu(channels), nn.Dropout2d(dropout)
+        )
+
+    def forward(self, pixels: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+        context = self.object_context_block(pixels, regions)
+        return self.conv_bn_dropout(torch.cat([context, pixels], dim=1))  # order as released
+
+
+class OcrHead(nn.Module):
+    """``OCR_block``: trunk features → (class logits, soft-region logits, OCR features), all at trunk size.
+
+    Args:
+        in_channels: trunk channels (720 for W48). num_classes: K.
+        mid_channels / key_channels: OCR widths (512 / 256 released). dropout: after the OCR fusion conv.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        mid_channels: int = 512,
+        key_channels: int = 256,
+        dropout: float = 0.05,
+    ):
+        super().__init__()
+        self.conv3x3_ocr = nn.Sequential(
+            nn.Conv2d(in_channels, mid_channels, 3, padding=1), _bn_relu(mid_channels)
+        )
+        self.ocr_gather_head = SpatialGather()
+        self.ocr_distri_head = SpatialOcr(mid_channels, key_channels, dropout)
+        self.cls_head = nn.Conv2d(mid_channels, num_classes, 1)
+        self.aux_head = nn.Sequential(
+            nn.Conv2d(in_channels, in_channels, 1),
+            _bn_relu(in_channels),
+            nn.Conv2d(in_channels, num_classes, 1),
+        )
+
+    def forward(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """feats [N, C_in, h, w] → cls [N, K, h, w], aux [N, K, h, w], OCR features [N, mid, h, w]."""
+        pixels = self.conv3x3_ocr(feats)
+        aux = self.aux_head(feats)
+        ocr_feats = self.ocr_distri_head(pixels, self.ocr_gather_head(pixels, aux))
+        return self.cls_head(ocr_feats), aux, ocr_feats
+
+
+class ScaleAttentionHead(nn.Module):
+    """Hierarchical multi-scale attention head (``make_attn_head`` with ``MSCALE_INNER_3x3``, no dropout).
+
+    Forward: OCR features [N, C, h, w] → attention [N, 1, h, w] in (0, 1).
+    """
+
+    def __init__(self, in_channels: int = 512, channels: int = 256):
+        super().__init__()
+        self.conv0 = nn.Conv2d(in_channels, channels, 3, padding=1, bias=False)
+        self.bn0 = nn.BatchNorm2d(channels)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, 1, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn0(self.conv0(x)))
+        x = F.relu(self.bn1(self.conv1(x)))
+        return torch.sigmoid(self.conv2(x))
+
+
+class HRNetOCR(nn.Module):
+    """HRNetV2 + OCR + scale attention (NVIDIA ``MscaleOCR`` as used by DeLightCMU/PSA).
+
+    Args:
+        spec: ``"w48"`` (released), another preset, an ``HRNetSpec`` or its dict form.
+        num_classes: K (19 for Cityscapes).
+        attn / attn_kwargs: attention block for the trunk's BasicBlock ``deattn`` slots (``"psa_s"`` is the
+            released model, ``"psa_p"`` the parallel variant; None for plain HRNetV2-OCR).
+        in_chans: input channels.
+        ocr_mid_channels / ocr_key_channels: OCR widths (official ``MODEL.OCR.MID_CHANNELS`` /
+            ``KEY_CHANNELS``).
+        scale_attn_channels: width of the scale-attention head (official ``MODEL.SEGATTN_BOT_CH``).
+        dropout: Dropout2d rate after the OCR fusion conv.
+
+    ``forward(x)`` → logits [N, K, H, W] at the input size (one scale; a plain tensor, export-friendly).
+    ``forward(x, return_aux=True)`` → :class:`SegmentationOutput` with ``logits``, ``aux_logits`` (soft
+    object regions) and ``scale_attn`` ([N, 1, H, W]), all resized to the input size.
+    ``forward_multiscale(x, scales)`` → the hierarchical multi-scale combination of the official evaluation.
+    """
+
+    def __init__(
+        self,
+        spec: str | HRNetSpec | Mapping = "w48",
+        num_classes: int = 19,
+        attn: str | Callable[..., nn.Module] | None = None,
+        attn_kwargs: dict | None = None,
+        in_chans: int = 3,
+        ocr_mid_channels: int = 512,
+        ocr_key_channels: int = 256,
+        scale_attn_channels: int = 256,
+        dropout: float = 0.05,
+    ):
+        super().__init__()
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        self.num_classes = num_classes
+        self.backbone = HRNet(
+            spec, attn, attn_kwargs, in_chans=in_chans, fuse_upsample="bilinear", multi_scale_output=True
+        )
+        self.in_chans = in_chans
+        self.num_features = sum(self.backbone.spec.stage4.out_channels)
+        self.ocr = OcrHead(self.num_features, num_classes, ocr_mid_channels, ocr_key_channels, dropout)
+        self.scale_attn = ScaleAttentionHead(ocr_mid_channels, scale_attn_channels)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """x [N, in_chans, H, W] → all trunk branches resized to stride 4 and concatenated
+        [N, sum(widths), ⌈H/4⌉, ⌈W/4⌉] (the official backbone's third return value)."""
+        branches = self.backbone.forward_features(x)
+        size = branches[0].shape[-2:]
+        return torch.cat([branches[0]] + [_resize(b, size) for b in branches[1:]], dim=1)
+
+    def forward(self, x: torch.Tensor, return_aux: bool = False) -> torch.Tensor | SegmentationOutput:
+        """Single-scale pass (official ``MscaleOCR._fwd``).
+
+        Args:
+            x: [N, in_chans, H, W].
+            return_aux: also return the auxiliary logits and the scale-attention map.
+        Returns:
+            logits [N, K, H, W], or ``SegmentationOutput(logits, aux_logits [N, K, H, W],
+            scale_attn [N, 1, H, W])`` with ``return_aux``.
+        """
+        size = x.shape[-2:]
+        cls, aux, ocr_feats = self.ocr(self.forward_features(x))
+        logits = _resize(cls, size)
+        if not return_aux:
+            return logits
+        return SegmentationOutput(
+            logits=logits, aux_logits=_resize(aux, size), scale_attn=_resize(self.scale_attn(ocr_feats), size)
+        )
+
+    def forward_scale(self, x: torch.Tensor, scale: float) -> SegmentationOutput:
+        """One pass on ``x`` resized by ``scale`` (bilinear, ``align_corners=False``, output size
+        ⌊H·scale⌋ × ⌊W·scale⌋ as the official ``ResizeX``); outputs at that resized size."""
+        if scale != 1.0:
+            x = F.interpolate(
+                x, scale_factor=scale, mode="bilinear", align_corners=False, recompute_scale_factor=True
+            )
+        return self.forward(x, return_aux=True)
+
+    def forward_multiscale(
+        self, x: torch.Tensor, scales: Iterable[float] = (0.5, 1.0, 2.0), return_aux: bool = False
+    ) -> torch.Tensor | SegmentationOutput:
+        """Hierarchical multi-scale inference, as NVIDIA's ``MscaleOCR.nscale_forward``.
+
+        Scales are visited from the largest to the smallest; the first gives the running prediction p.
+        A further scale s ≥ 1 with logits c_s and attention a_s: p = a_s·c_s + (1 − a_s)·resize(p) at the
+        size of scale s. A scale s < 1: p = resize(a_s·c_s) + (1 − resize(a_s))·p at the size of p. The
+        auxiliary logits are combined the same way. All resizes are bilinear (``align_corners=False``).
+
+        Args:
+            x: [N, in_chans, H, W].
+            scales: positive scales including 1.0 (the output size); official evaluation (0.5, 1.0, 2.0).
+            return_aux: return ``SegmentationOutput(logits, aux_logits)`` instead of the logits.
+        Returns:
+            combined logits [N, K, H, W] (``scale_attn`` of the output is None: there is one map per scale,
+            see :meth:`forward_scale`).
+        """
+        scales = self._check_scales(scales)
+        pred = aux = None
+        for s in scales:
+            out = self.forward_scale(x, s)
+            cls, aux_s, attn = out.logits, out.aux_logits, out.scale_attn
+            if pred is None:
+                pred, aux = cls, aux_s
+            elif s >= 1.0:
+                size = cls.shape[-2:]
+                pred = attn * cls + (1 - attn) * _resize(pred, size)
+                aux = attn * aux_s + (1 - attn) * _resize(aux, size)
+            else:
+                size = pred.shape[-2:]
+                up_attn = _resize(attn, size)
+                pred = _resize(attn * cls, size) + (1 - up_attn) * pred
+                aux = _resize(attn * aux_s, size) + (1 - up_attn) * aux
+        return SegmentationOutput(logits=pred, aux_logits=aux) if return_aux else pred
+
+    @staticmethod
+    def _check_scales(scales: Iterable[float]) -> list[float]:
+        scales = [float(s) for s in scales]
+        if not scales or any(s <= 0 for s in scales) or 1.0 not in scales or len(set(scales)) != len(scales):
+            raise ValueError(f"scales must be distinct positive numbers including 1.0, got {scales}")
+        return sorted(scales, reverse=True)

@@ -1,0 +1,112 @@
+"""SimpleBaseline pose estimation: ResNet + three deconvolutions + a 1×1 heatmap layer.
+
+"Simple Baselines for Human Pose Estimation and Tracking", Xiao et al., 2018, arXiv 1804.06208. Follows
+the official ``lib/models/pose_resnet.py`` of leoxiaobin/deep-high-resolution-net.pytorch (MIT) with its
+COCO configs (``res{50,101,152}_*_d256x3_adam_lr1e-3.yaml``):
+
+* ResNet trunk at output stride 32 (``backbone``; torchvision names, see ``backbones/resnet.py``);
+* ``deconv_layers``: 3 × [ConvTranspose2d 4×4, stride 2, padding 1, no bias → BN → ReLU], 256 channels,
+  so the heatmaps are at stride 4 (64×48 for a 256×192 crop);
+* ``final_layer``: 1×1 conv (with bias) to K heatmaps.
+
+The head keeps the official names (``deconv_layers.{0,1,3,4,6,7}``, ``final_layer``); the official trunk
+keys ``conv1.*, bn1.*, layer{1..4}.*`` become ``backbone.*`` (``psa_zoo.convert.simplebaseline``).
+Attention (``attn``) goes after the 3×3 conv of every residual block of the trunk (the PSA paper's
+placement); the head has none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .backbones._common import init_trunk_weights
+from .backbones.resnet import RESNET_PRESETS, ResNet
+
+__all__ = ["SimpleBaseline"]
+
+DECONV_KERNEL, DECONV_STRIDE, DECONV_PADDING = 4, 2, 1  # official NUM_DECONV_KERNELS 4 → padding 1, output 0
+
+
+class SimpleBaseline(nn.Module):
+    """SimpleBaseline (pose_resnet) with an optional attention block in every residual block.
+
+    Args:
+        depth: ResNet depth, 50, 101 or 152 (the paper's; 18 and 34 work too).
+        num_classes: K, number of keypoint heatmaps (17 for COCO).
+        attn: attention block for the trunk (name from ``psa_zoo.layers.list_attn()``, a constructor
+            ``f(channels, **kw)``, or None).
+        attn_kwargs: keyword arguments for the attention constructor.
+        in_chans: input channels.
+        deconv_channels: output channels of the deconvolution layers (official: three of 256).
+
+    Shapes: ``forward(x)``: [N, in_chans, H, W] → heatmaps [N, K, 8·⌈H/32⌉, 8·⌈W/32⌉], i.e. [N, K, H/4, W/4]
+    for H, W divisible by 32 (256×192 → 64×48).
+    """
+
+    def __init__(
+        self,
+        depth: int = 50,
+        num_classes: int = 17,
+        attn: str | Callable[..., nn.Module] | None = None,
+        attn_kwargs: dict | None = None,
+        in_chans: int = 3,
+        deconv_channels: Sequence[int] = (256, 256, 256),
+    ):
+        super().__init__()
+        if depth not in RESNET_PRESETS:
+            raise ValueError(f"depth must be one of {sorted(RESNET_PRESETS)}, got {depth!r}")
+        _check_positive(num_classes, "num_classes")
+        deconv_channels = tuple(deconv_channels)
+        if not deconv_channels:
+            raise ValueError("deconv_channels must name at least one deconvolution layer")
+        for c in deconv_channels:
+            _check_positive(c, "deconv_channels entries")
+        self.depth = depth
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.backbone = ResNet(depth, in_chans=in_chans, output_stride=32, attn=attn, attn_kwargs=attn_kwargs)
+        layers, in_chs = [], self.backbone.num_features
+        for out_chs in deconv_channels:
+            deconv = nn.ConvTranspose2d(
+                in_chs, out_chs, DECONV_KERNEL, DECONV_STRIDE, DECONV_PADDING, bias=False
+            )
+            layers += [deconv, nn.BatchNorm2d(out_chs), nn.ReLU(inplace=True)]
+            in_chs = out_chs
+        self.deconv_layers = nn.Sequential(*layers)
+        self.num_features = in_chs
+        self.final_layer = nn.Conv2d(in_chs, num_classes, 1)
+        self._init_head()
+
+    def _init_head(self) -> None:
+        """Official ``init_weights``: deconv and final conv weights ~ N(0, 0.001), BN (1, 0), bias 0."""
+        for m in [*self.deconv_layers, self.final_layer]:
+            if isinstance(m, (nn.ConvTranspose2d, nn.Conv2d)):
+                nn.init.normal_(m.weight, std=0.001)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        init_trunk_weights(self.deconv_layers)  # the BN layers; the deconvs are left as set above
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace ``final_layer`` by a freshly initialised 1×1 conv for ``num_classes`` heatmaps."""
+        _check_positive(num_classes, "num_classes")
+        w = self.final_layer.weight
+        self.final_layer = nn.Conv2d(self.num_features, num_classes, 1, device=w.device, dtype=w.dtype)
+        nn.init.normal_(self.final_layer.weight, std=0.001)
+        nn.init.zeros_(self.final_layer.bias)
+        self.num_classes = num_classes
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [N, in_chans, H, W] → deconvolved features [N, num_features, 8·⌈H/32⌉, 8·⌈W/32⌉]."""
+        return self.deconv_layers(self.backbone.forward_features(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [N, in_chans, H, W] → heatmaps [N, num_classes, 8·⌈H/32⌉, 8·⌈W/32⌉]."""
+        return self.final_layer(self.forward_features(x))
+
+
+def _check_positive(value: int, name: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")

@@ -1,0 +1,219 @@
+"""The named models of the PSA paper: configurations (what each expects, what the paper reports) and the
+registered entrypoints. The entrypoints at the bottom are the table of contents.
+
+Paper figures: parameters from the PSA paper's pose and Pascal VOC tables (Liu et al., arXiv 2107.00782);
+GMACs of the pose baselines from the HRNet paper (Sun et al., arXiv 1902.09212, Table 1, COCO 256×192).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..labels import CITYSCAPES_CLASSES, COCO_KEYPOINTS, VOC_CLASSES
+from ._builder import build_model
+from ._pretrained import PaperReference, PretrainedCfg
+from ._registry import register_model
+from .deeplabv3plus import DeepLabV3Plus
+from .hrnet_ocr import HRNetOCR
+from .hrnet_pose import HRNetPose
+from .simplebaseline import SimpleBaseline
+
+_PSA_POSE = "PSA paper, COCO pose table"
+_PSA_VOC = "PSA paper, Pascal VOC table"
+_HRNET_T1 = "HRNet paper Table 1"
+
+
+def _pose_cfg(name: str, timm_backbone: str, params_m=None, gmacs=None, source="", note="") -> PretrainedCfg:
+    return PretrainedCfg(
+        architecture=name,
+        task="pose",
+        input_size=(3, 256, 192),
+        num_classes=17,
+        label_names=COCO_KEYPOINTS,
+        paper=PaperReference(params_m, gmacs, source, note),
+        timm_backbone=timm_backbone,
+    )
+
+
+def _voc_cfg(name: str, timm_backbone: str, params_m=None, note="") -> PretrainedCfg:
+    return PretrainedCfg(
+        architecture=name,
+        task="segmentation",
+        input_size=(3, 513, 513),
+        num_classes=21,
+        label_names=VOC_CLASSES,
+        paper=PaperReference(params_m, None, _PSA_VOC if params_m else "", note),
+        timm_backbone=timm_backbone,
+    )
+
+
+def _cityscapes_cfg(name: str, note: str = "") -> PretrainedCfg:
+    return PretrainedCfg(
+        architecture=name,
+        task="segmentation",
+        input_size=(3, 1024, 2048),
+        num_classes=19,
+        label_names=CITYSCAPES_CLASSES,
+        paper=PaperReference(None, None, "", note),
+        timm_backbone="hrnet_w48",
+    )
+
+
+_R50_PSA_NOTE = (
+    "paper lists 36.1M; PSA_p after the 3×3 conv of all 16 Bottlenecks adds 2.52M, which reproduces "
+    "every other row of the table"
+)
+_MBV2_PSA_NOTE = (
+    "paper lists 5.22M with and without PSA and does not say where PSA goes in MobileNetV2; ours follows "
+    "the rule of the other models (after the depthwise 3×3 of every block with an identity shortcut)"
+)
+_MSCALE_NOTE = "with the hierarchical multi-scale attention head of the released PSA checkpoints"
+
+
+# --- SimpleBaseline (Xiao et al., 2018) -------------------------------------------------------------------
+def _simplebaseline(name: str, depth: int, pretrained: bool, kwargs: dict, attn=None) -> nn.Module:
+    return build_model(name, SimpleBaseline, pretrained, kwargs, depth=depth, num_classes=17, attn=attn)
+
+
+@register_model(_pose_cfg("simplebaseline_r50", "resnet50.tv_in1k", 34.0, 8.9, _HRNET_T1))
+def simplebaseline_r50(pretrained: bool = False, **kwargs) -> nn.Module:
+    """SimpleBaseline ResNet-50 (3 deconvolutions, heatmaps at 1/4), 17 COCO keypoints."""
+    return _simplebaseline("simplebaseline_r50", 50, pretrained, kwargs)
+
+
+@register_model(_pose_cfg("simplebaseline_r101", "resnet101.tv_in1k", 53.0, 12.4, _HRNET_T1))
+def simplebaseline_r101(pretrained: bool = False, **kwargs) -> nn.Module:
+    """SimpleBaseline ResNet-101, 17 COCO keypoints."""
+    return _simplebaseline("simplebaseline_r101", 101, pretrained, kwargs)
+
+
+@register_model(_pose_cfg("simplebaseline_r152", "resnet152.tv_in1k", 68.6, 15.7, _HRNET_T1))
+def simplebaseline_r152(pretrained: bool = False, **kwargs) -> nn.Module:
+    """SimpleBaseline ResNet-152, 17 COCO keypoints."""
+    return _simplebaseline("simplebaseline_r152", 152, pretrained, kwargs)
+
+
+@register_model(
+    _pose_cfg("simplebaseline_r50_psa_p", "resnet50.tv_in1k", 36.1, None, _PSA_POSE, _R50_PSA_NOTE)
+)
+def simplebaseline_r50_psa_p(pretrained: bool = False, **kwargs) -> nn.Module:
+    """SimpleBaseline ResNet-50 with PSA_p after the 3×3 conv of every Bottleneck."""
+    return _simplebaseline("simplebaseline_r50_psa_p", 50, pretrained, kwargs, attn="psa_p")
+
+
+@register_model(_pose_cfg("simplebaseline_r152_psa_p", "resnet152.tv_in1k", 75.2, None, _PSA_POSE))
+def simplebaseline_r152_psa_p(pretrained: bool = False, **kwargs) -> nn.Module:
+    """SimpleBaseline ResNet-152 with PSA_p after the 3×3 conv of every Bottleneck."""
+    return _simplebaseline("simplebaseline_r152_psa_p", 152, pretrained, kwargs, attn="psa_p")
+
+
+# --- HRNet pose (Sun et al., 2019) ------------------------------------------------------------------------
+def _hrnet_pose(name: str, width: str, pretrained: bool, kwargs: dict, attn=None) -> nn.Module:
+    return build_model(name, HRNetPose, pretrained, kwargs, spec=width, num_classes=17, attn=attn)
+
+
+@register_model(_pose_cfg("hrnet_w18", "hrnet_w18.ms_in1k"))
+def hrnet_w18(pretrained: bool = False, **kwargs) -> nn.Module:
+    """HRNet-W18 pose model (heatmaps from the highest-resolution branch). Only in psa_zoo's registry:
+    timm's ``hrnet_w18`` is the ImageNet classifier."""
+    return _hrnet_pose("hrnet_w18", "w18", pretrained, kwargs)
+
+
+@register_model(_pose_cfg("hrnet_w32", "hrnet_w32.ms_in1k", 28.5, 7.1, _HRNET_T1))
+def hrnet_w32(pretrained: bool = False, **kwargs) -> nn.Module:
+    """HRNet-W32 pose model. Only in psa_zoo's registry (timm's ``hrnet_w32`` is the classifier)."""
+    return _hrnet_pose("hrnet_w32", "w32", pretrained, kwargs)
+
+
+@register_model(_pose_cfg("hrnet_w48", "hrnet_w48.ms_in1k", 63.6, 14.6, _HRNET_T1))
+def hrnet_w48(pretrained: bool = False, **kwargs) -> nn.Module:
+    """HRNet-W48 pose model. Only in psa_zoo's registry (timm's ``hrnet_w48`` is the classifier)."""
+    return _hrnet_pose("hrnet_w48", "w48", pretrained, kwargs)
+
+
+@register_model(_pose_cfg("hrnet_w18_psa_p", "hrnet_w18.ms_in1k"))
+def hrnet_w18_psa_p(pretrained: bool = False, **kwargs) -> nn.Module:
+    """HRNet-W18 pose model with PSA_p (``deattn``) in every BasicBlock of stages 2–4."""
+    return _hrnet_pose("hrnet_w18_psa_p", "w18", pretrained, kwargs, attn="psa_p")
+
+
+@register_model(_pose_cfg("hrnet_w32_psa_p", "hrnet_w32.ms_in1k", 31.4, None, _PSA_POSE))
+def hrnet_w32_psa_p(pretrained: bool = False, **kwargs) -> nn.Module:
+    """HRNet-W32 pose model with PSA_p in every BasicBlock of stages 2–4."""
+    return _hrnet_pose("hrnet_w32_psa_p", "w32", pretrained, kwargs, attn="psa_p")
+
+
+@register_model(_pose_cfg("hrnet_w48_psa_p", "hrnet_w48.ms_in1k", 70.0, None, _PSA_POSE))
+def hrnet_w48_psa_p(pretrained: bool = False, **kwargs) -> nn.Module:
+    """HRNet-W48 pose model with PSA_p in every BasicBlock of stages 2–4 (104 blocks)."""
+    return _hrnet_pose("hrnet_w48_psa_p", "w48", pretrained, kwargs, attn="psa_p")
+
+
+@register_model(_pose_cfg("hrnet_w48_psa_s", "hrnet_w48.ms_in1k", 69.1, None, _PSA_POSE))
+def hrnet_w48_psa_s(pretrained: bool = False, **kwargs) -> nn.Module:
+    """HRNet-W48 pose model with PSA_s in every BasicBlock of stages 2–4."""
+    return _hrnet_pose("hrnet_w48_psa_s", "w48", pretrained, kwargs, attn="psa_s")
+
+
+# --- DeepLabV3+ (Chen et al., 2018), as VainF/DeepLabV3Plus-Pytorch ---------------------------------------
+def _deeplab(name: str, encoder: str, pretrained: bool, kwargs: dict, attn=None) -> nn.Module:
+    return build_model(name, DeepLabV3Plus, pretrained, kwargs, encoder=encoder, num_classes=21, attn=attn)
+
+
+@register_model(_voc_cfg("deeplabv3plus_mbv2", "mobilenetv2_100.ra_in1k", 5.22))
+def deeplabv3plus_mbv2(pretrained: bool = False, **kwargs) -> nn.Module:
+    """DeepLabV3+ MobileNetV2 (output stride 16 by default), 21 VOC classes."""
+    return _deeplab("deeplabv3plus_mbv2", "mobilenetv2", pretrained, kwargs)
+
+
+@register_model(_voc_cfg("deeplabv3plus_r50", "resnet50.tv_in1k", 39.8))
+def deeplabv3plus_r50(pretrained: bool = False, **kwargs) -> nn.Module:
+    """DeepLabV3+ ResNet-50 (output stride 16 by default), 21 VOC classes."""
+    return _deeplab("deeplabv3plus_r50", "resnet50", pretrained, kwargs)
+
+
+@register_model(_voc_cfg("deeplabv3plus_r101", "resnet101.tv_in1k", 58.8))
+def deeplabv3plus_r101(pretrained: bool = False, **kwargs) -> nn.Module:
+    """DeepLabV3+ ResNet-101 (output stride 16 by default), 21 VOC classes."""
+    return _deeplab("deeplabv3plus_r101", "resnet101", pretrained, kwargs)
+
+
+@register_model(_voc_cfg("deeplabv3plus_mbv2_psa", "mobilenetv2_100.ra_in1k", None, _MBV2_PSA_NOTE))
+def deeplabv3plus_mbv2_psa(pretrained: bool = False, **kwargs) -> nn.Module:
+    """DeepLabV3+ MobileNetV2 with PSA_p after the depthwise 3×3 of every block with an identity shortcut."""
+    return _deeplab("deeplabv3plus_mbv2_psa", "mobilenetv2", pretrained, kwargs, attn="psa_p")
+
+
+@register_model(_voc_cfg("deeplabv3plus_r50_psa", "resnet50.tv_in1k", 42.3))
+def deeplabv3plus_r50_psa(pretrained: bool = False, **kwargs) -> nn.Module:
+    """DeepLabV3+ ResNet-50 with PSA_p after the 3×3 conv of every Bottleneck."""
+    return _deeplab("deeplabv3plus_r50_psa", "resnet50", pretrained, kwargs, attn="psa_p")
+
+
+@register_model(_voc_cfg("deeplabv3plus_r101_psa", "resnet101.tv_in1k", 63.5))
+def deeplabv3plus_r101_psa(pretrained: bool = False, **kwargs) -> nn.Module:
+    """DeepLabV3+ ResNet-101 with PSA_p after the 3×3 conv of every Bottleneck."""
+    return _deeplab("deeplabv3plus_r101_psa", "resnet101", pretrained, kwargs, attn="psa_p")
+
+
+# --- HRNetV2-W48 + OCR (Yuan et al., 2020), with NVIDIA's multi-scale attention head -----------------------
+def _hrnet_ocr(name: str, pretrained: bool, kwargs: dict, attn=None) -> nn.Module:
+    return build_model(name, HRNetOCR, pretrained, kwargs, spec="w48", num_classes=19, attn=attn)
+
+
+@register_model(_cityscapes_cfg("hrnetv2_w48_ocr", _MSCALE_NOTE))
+def hrnetv2_w48_ocr(pretrained: bool = False, **kwargs) -> nn.Module:
+    """HRNetV2-W48 + OCR with the scale-attention head, 19 Cityscapes classes."""
+    return _hrnet_ocr("hrnetv2_w48_ocr", pretrained, kwargs)
+
+
+@register_model(_cityscapes_cfg("hrnetv2_w48_ocr_psa_p", _MSCALE_NOTE))
+def hrnetv2_w48_ocr_psa_p(pretrained: bool = False, **kwargs) -> nn.Module:
+    """HRNetV2-W48 + OCR with PSA_p in every BasicBlock of stages 2–4 (released PSA(p) Cityscapes model)."""
+    return _hrnet_ocr("hrnetv2_w48_ocr_psa_p", pretrained, kwargs, attn="psa_p")
+
+
+@register_model(_cityscapes_cfg("hrnetv2_w48_ocr_psa_s", _MSCALE_NOTE))
+def hrnetv2_w48_ocr_psa_s(pretrained: bool = False, **kwargs) -> nn.Module:
+    """HRNetV2-W48 + OCR with PSA_s in every BasicBlock of stages 2–4 (released PSA(s) Cityscapes model)."""
+    return _hrnet_ocr("hrnetv2_w48_ocr_psa_s", pretrained, kwargs, attn="psa_s")

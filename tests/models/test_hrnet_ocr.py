@@ -1,0 +1,130 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from psa_zoo.models.backbones.hrnet import hrnet_spec
+from psa_zoo.models.hrnet_ocr import HRNetOCR
+from psa_zoo.models.outputs import SegmentationOutput
+
+TINY = hrnet_spec((8, 16, 32, 64), num_blocks=1, num_modules=(1, 1, 1), stage1_blocks=1, stage1_width=16)
+TINY_HEADS = dict(ocr_mid_channels=16, ocr_key_channels=8, scale_attn_channels=8)
+
+# Released W48 model, 19 classes (official_psa_seg fixture README): total, trunk, OCR, scale attention, PSA.
+OFFICIAL_PARAMS = {
+    "psa_s": (77_527_974, 70_709_664, 5_047_558, 1_770_752, 5_384_544),
+    "psa_p": (78_498_630, 71_680_320, 5_047_558, 1_770_752, 6_355_200),
+}
+
+
+def _num_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _read_key_list(path: Path) -> list[tuple[str, str, str]]:
+    rows = [line.split("\t") for line in path.read_text().splitlines() if line]
+    return [(k.removeprefix("module."), shape, dtype) for k, shape, dtype in rows]
+
+
+def _tiny(**kwargs) -> HRNetOCR:
+    return HRNetOCR(TINY, num_classes=5, **TINY_HEADS, **kwargs).eval()
+
+
+@pytest.mark.parametrize("attn", ["psa_s", "psa_p"])
+def test_parameter_counts_match_the_released_model(attn):
+    total, trunk, ocr, scale_attn, psa = OFFICIAL_PARAMS[attn]
+    with torch.device("meta"):
+        model = HRNetOCR("w48", attn=attn)
+        plain = HRNetOCR("w48")
+    assert _num_params(model) == total
+    parts = (model.backbone, model.ocr, model.scale_attn)
+    assert tuple(map(_num_params, parts)) == (trunk, ocr, scale_attn)
+    assert _num_params(model) - _num_params(plain) == psa
+    assert model.num_features == 720
+
+
+@pytest.mark.parametrize("attn", ["psa_s", "psa_p"])
+def test_state_dict_equals_the_official_key_list(shared_dir, attn):
+    expected = _read_key_list(shared_dir / "fixtures/official_psa_seg" / f"keys_full_w48_{attn}.txt")
+    with torch.device("meta"):
+        model = HRNetOCR("w48", attn=attn)
+    ours = [
+        (k, str(list(v.shape)), str(v.dtype).removeprefix("torch.")) for k, v in model.state_dict().items()
+    ]
+    assert sorted(ours) == sorted(expected)
+    # same order too, apart from the order of the sub-modules inside each PSA block
+    not_psa = [row for row in expected if ".deattn." not in row[0]]
+    assert [row for row in ours if ".deattn." not in row[0]] == not_psa
+
+
+@pytest.mark.parametrize("hw", [(64, 128), (97, 75)])
+def test_outputs_are_at_input_size(hw):
+    model = _tiny(attn="psa_p")
+    x = torch.randn(2, 3, *hw)
+    with torch.no_grad():
+        logits = model(x)
+        out = model(x, return_aux=True)
+        feats = model.forward_features(x)
+    assert logits.shape == (2, 5, *hw)
+    assert isinstance(out, SegmentationOutput)
+    torch.testing.assert_close(out.logits, logits)
+    assert out.aux_logits.shape == (2, 5, *hw) and out.scale_attn.shape == (2, 1, *hw)
+    assert out.scale_attn.min() > 0 and out.scale_attn.max() < 1
+    assert feats.shape == (2, 8 + 16 + 32 + 64, -(-hw[0] // 4), -(-hw[1] // 4))
+
+
+def test_multiscale_with_only_scale_one_is_the_single_scale_pass():
+    model = _tiny()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(model.forward_multiscale(x, scales=[1.0]), model(x))
+        out = model.forward_multiscale(x, return_aux=True)
+        single = model(x, return_aux=True)
+    assert out.logits.shape == (1, 5, 64, 96) and out.aux_logits.shape == (1, 5, 64, 96)
+    assert not torch.allclose(out.logits, single.logits, atol=1e-3)
+
+
+def test_multiscale_handles_odd_sizes_and_checks_scales():
+    model = _tiny()
+    x = torch.randn(1, 3, 97, 75)
+    with torch.no_grad():
+        assert model.forward_multiscale(x, scales=(0.5, 1.0, 1.5, 2.0)).shape == (1, 5, 97, 75)
+        assert model.forward_scale(x, 0.5).logits.shape == (1, 5, 48, 37)  # floor, as the official resize
+    for bad in ([0.5, 2.0], [], [1.0, -1.0], [1.0, 1.0]):
+        with pytest.raises(ValueError, match=r"including 1\.0"):
+            model.forward_multiscale(x, scales=bad)
+
+
+def test_dropout_acts_only_in_training():
+    model = _tiny(dropout=0.5)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model(x))
+        model.train()
+        torch.manual_seed(1)
+        first = model(x)
+        torch.manual_seed(2)
+        assert not torch.allclose(first, model(x))
+
+
+def test_attn_none_has_no_attention_parameters():
+    assert not any("deattn" in n for n, _ in _tiny().named_parameters())
+    assert any("deattn" in n for n, _ in _tiny(attn="psa_s").named_parameters())
+
+
+def test_wrong_input_channels_raise_value_error():
+    model = _tiny(in_chans=4)
+    with torch.no_grad():
+        assert model(torch.randn(1, 4, 32, 32)).shape == (1, 5, 32, 32)
+        with pytest.raises(ValueError, match=r"\[N, 4, H, W\]"):
+            model(torch.randn(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="num_classes"):
+        HRNetOCR(TINY, num_classes=0)
+
+
+def test_torch_export_matches_eager():
+    model = _tiny(attn="psa_s")
+    x = torch.randn(1, 3, 64, 64)
+    exported = torch.export.export(model, (x,))
+    with torch.no_grad():
+        torch.testing.assert_close(exported.module()(x), model(x))

@@ -1,0 +1,110 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from psa_zoo.layers import get_attn, list_attn
+from psa_zoo.models.backbones.hrnet import hrnet_spec
+from psa_zoo.models.hrnet_pose import HRNetPose
+
+TINY = hrnet_spec((8, 16, 32, 64), num_blocks=1, num_modules=(1, 1, 1), stage1_blocks=1, stage1_width=16)
+
+# Official numbers: fixture README (pose W32 / W48) and the PSA reference (PSA parameters for W32 / W48).
+OFFICIAL_PARAMS = {"w32": 28_536_113, "w48": 63_595_745}
+PSA_PARAMS = {
+    ("w32", "psa_p"): 2_827_776,
+    ("w32", "psa_s"): 2_400_832,
+    ("w48", "psa_p"): 6_355_200,
+    ("w48", "psa_s"): 5_384_544,
+}
+
+
+def _num_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _read_key_list(path: Path) -> list[tuple[str, str, str]]:
+    return [tuple(line.rstrip("\n").split("\t")) for line in path.read_text().splitlines() if line]
+
+
+def _key_list(model: torch.nn.Module) -> list[tuple[str, str, str]]:
+    return [
+        (k, str(list(v.shape)), str(v.dtype).removeprefix("torch.")) for k, v in model.state_dict().items()
+    ]
+
+
+@pytest.mark.parametrize("size", ["w32", "w48"])
+def test_parameter_counts_match_the_official_models(size):
+    with torch.device("meta"):
+        base = _num_params(HRNetPose(size))
+        assert base == OFFICIAL_PARAMS[size]
+        for attn in ("psa_p", "psa_s"):
+            assert _num_params(HRNetPose(size, attn=attn)) - base == PSA_PARAMS[(size, attn)]
+
+
+@pytest.mark.parametrize("size", ["w32", "w48"])
+def test_state_dict_equals_the_official_key_list(shared_dir, size):
+    expected = _read_key_list(shared_dir / "fixtures/official_pose_hrnet" / f"keys_full_{size}.txt")
+    with torch.device("meta"):
+        model = HRNetPose(size)
+    assert _key_list(model) == expected
+
+
+@pytest.mark.parametrize("hw", [(256, 192), (97, 75)])
+def test_heatmaps_are_at_quarter_resolution(hw):
+    model = HRNetPose(TINY, num_classes=5).eval()
+    with torch.no_grad():
+        heatmaps = model(torch.randn(2, 3, *hw))
+    assert heatmaps.shape == (2, 5, -(-hw[0] // 4), -(-hw[1] // 4))
+    assert len(model.feature_info) == 2  # stem + the single highest-resolution trunk output
+
+
+def test_the_pose_trunk_fuses_into_branch_zero_only():
+    model = HRNetPose(TINY)
+    assert len(model.stage4[-1].fuse_layers) == 1
+    assert model.final_layer.in_channels == 8 and model.final_layer.bias is not None
+
+
+def test_attn_none_has_no_attention_parameters():
+    model = HRNetPose(TINY)
+    assert not any("deattn" in name for name, _ in model.named_parameters())
+    with_psa = HRNetPose(TINY, attn="psa_s")
+    extra = {n for n, _ in with_psa.named_parameters()} - {n for n, _ in model.named_parameters()}
+    assert extra and all(".deattn." in n for n in extra)
+
+
+@pytest.mark.parametrize("name", list_attn())
+def test_every_registered_attention_block_builds_and_runs(name):
+    model = HRNetPose(TINY, num_classes=3, attn=name).eval()
+    blocks = [m for n, m in model.named_modules() if n.endswith(".deattn")]
+    factory = get_attn(name)
+    assert len(blocks) == 9 and all(isinstance(b, factory) for b in blocks)
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 64, 48))
+    assert out.shape == (2, 3, 16, 12)
+    assert torch.isfinite(out).all()
+
+
+def test_wrong_input_channels_and_bad_arguments_raise_value_error():
+    model = HRNetPose(TINY).eval()
+    with pytest.raises(ValueError, match=r"HRNetPose.*\[N, 3, H, W\]"):
+        model(torch.randn(1, 4, 64, 48))
+    with pytest.raises(ValueError, match="num_classes"):
+        HRNetPose(TINY, num_classes=0)
+    with pytest.raises(ValueError, match="unknown attention block"):
+        HRNetPose(TINY, attn="psa_x")
+
+
+def test_torch_export_matches_eager():
+    model = HRNetPose(TINY, attn="psa_p").eval()
+    x = torch.randn(1, 3, 64, 48)
+    exported = torch.export.export(model, (x,))
+    with torch.no_grad():
+        torch.testing.assert_close(exported.module()(x), model(x))
+
+
+def test_training_step_reaches_every_parameter_including_attention():
+    model = HRNetPose(TINY, num_classes=3, attn="psa_p").train()
+    model(torch.randn(2, 3, 64, 48)).square().mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []

@@ -1,0 +1,64 @@
+"""``pretrained_backbone=True`` through timm's real loader and huggingface_hub's real cache, offline."""
+
+from pathlib import Path
+
+import huggingface_hub.constants
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+import psa_zoo
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _populate_hub_cache(cache: Path, timm_name: str) -> dict[str, torch.Tensor]:
+    """Write a Hub-cache snapshot of ``timm/<timm_name>`` holding random weights; return them."""
+    torch.manual_seed(1)
+    source = timm.create_model(timm_name.split(".")[0], pretrained=False)
+    with torch.no_grad():
+        for tensor in source.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.copy_(torch.randn_like(tensor))
+    state = {k: v.contiguous() for k, v in source.state_dict().items()}
+    repo = cache / f"models--timm--{timm_name}"
+    snapshot = repo / "snapshots" / COMMIT
+    snapshot.mkdir(parents=True)
+    save_file(state, snapshot / "model.safetensors")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+    return state
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+@pytest.mark.parametrize(
+    ("name", "timm_name", "backbone_key", "timm_key"),
+    [
+        ("deeplabv3plus_mbv2_psa", "mobilenetv2_100.ra_in1k", "backbone.blocks.3.1.conv_dw.weight",
+         "blocks.3.1.conv_dw.weight"),
+        ("hrnet_w18_psa_p", "hrnet_w18.ms_in1k", "stage3.0.branches.2.1.conv2.weight",
+         "stage3.0.branches.2.1.conv2.weight"),
+    ],
+)  # fmt: skip
+def test_pretrained_backbone_loads_timm_weights_from_the_hub_cache(
+    tmp_path, offline, name, timm_name, backbone_key, timm_key
+):
+    state = _populate_hub_cache(tmp_path, timm_name)
+    model = psa_zoo.create_model(name, pretrained_backbone=True, cache_dir=str(tmp_path))
+    loaded = model.state_dict()
+    torch.testing.assert_close(loaded[backbone_key], state[timm_key], rtol=0, atol=0)
+    fresh = psa_zoo.create_model(name)
+    assert not torch.equal(fresh.state_dict()[backbone_key], state[timm_key])
+    # attention blocks and heads keep their own initialisation
+    attn_keys = [k for k in loaded if ".deattn." in k or ".attn." in k]
+    assert attn_keys
+
+
+def test_pretrained_backbone_offline_without_cache_says_so(tmp_path, offline):
+    with pytest.raises(Exception, match=r"(?i)offline|cache|local"):
+        psa_zoo.create_model("deeplabv3plus_mbv2", pretrained_backbone=True, cache_dir=str(tmp_path))

@@ -1,0 +1,23 @@
+"""The Python examples of README.md run as written (lines that download weights or stand for the user's
+own data are left out)."""
+
+import re
+
+from tests.conftest import REPO_ROOT
+
+SKIPPED_MARKERS = ("pretrained_backbone=True", "released_deattn_state_dict")
+
+
+def test_readme_python_examples_run():
+    text = (REPO_ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 4
+    code = "\n".join(
+        line for block in blocks for line in block.splitlines() if not any(m in line for m in SKIPPED_MARKERS)
+    )
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert tuple(namespace["heatmaps"].shape) == (1, 17, 64, 48)
+    assert tuple(namespace["logits"].shape) == (1, 21, 333, 500)
+    assert tuple(namespace["pred"].shape) == (1, 19, 128, 256)
+    assert tuple(namespace["y"].shape) == (2, 256, 64, 48)
