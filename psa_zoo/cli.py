@@ -108,11 +108,40 @@ def _run_bench_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_convert(subparsers: argparse._SubParsersAction) -> None:
+    from .convert.checkpoints import FORMATS
+
+    p = subparsers.add_parser(
+        "convert",
+        help="convert an official checkpoint into a folder that psa_zoo.from_pretrained loads",
+        description="Read an official .pth checkpoint (weights_only), infer the architecture from its keys "
+        "and shapes (or take --arch), map every key (no silent drops) and write safetensors + config.json "
+        "+ model card.",
+    )
+    p.add_argument("src", help="official checkpoint (.pth)")
+    p.add_argument("--format", required=True, choices=sorted(FORMATS), help="layout of the checkpoint")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--arch", help="registered model name to convert into (default: inferred)")
+    p.add_argument("--tag", help="pretrained tag the model card describes (e.g. coco_256x192)")
+    p.add_argument("--output-stride", type=int, help="DeepLabV3+ output stride (not stored in the keys)")
+    p.set_defaults(func=_run_convert)
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from .convert.checkpoints import convert_checkpoint
+
+    extra = {"output_stride": args.output_stride} if args.output_stride else {}
+    out = convert_checkpoint(args.src, args.format, args.out, arch=args.arch, tag=args.tag, **extra)
+    print(f"wrote {out}: load it with psa_zoo.from_pretrained({str(out)!r})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="psa-zoo", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_bench_attn(subparsers)
     _add_bench_models(subparsers)
+    _add_convert(subparsers)
     return parser
 
 
@@ -121,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as error:
+    except (ValueError, FileNotFoundError) as error:
         parser.exit(2, f"psa-zoo {args.command}: error: {error}\n")
 
 

@@ -7,13 +7,15 @@
 
 from . import zoo  # noqa: F401  (registers the named models)
 from ._factory import create_model
-from ._pretrained import PaperReference, PretrainedCfg
+from ._hub import from_pretrained, push_to_hub, save_pretrained
+from ._pretrained import Metric, PaperReference, PretrainedCfg
 from ._registry import (
     get_pretrained_cfg,
     is_model,
     list_models,
     list_pretrained,
     list_tags,
+    model_entrypoint,
     register_model,
     registered_in_timm,
 )
@@ -23,20 +25,29 @@ from .hrnet_pose import HRNetPose
 from .outputs import SegmentationOutput
 from .simplebaseline import SimpleBaseline
 
+# Classes that psa_zoo.from_pretrained rebuilds from a saved config.json ("model_class").
+MODEL_CLASSES = {cls.__name__: cls for cls in (DeepLabV3Plus, HRNetOCR, HRNetPose, SimpleBaseline)}
+
 __all__ = [
+    "MODEL_CLASSES",
     "DeepLabV3Plus",
     "HRNetOCR",
     "HRNetPose",
+    "Metric",
     "PaperReference",
     "PretrainedCfg",
     "SegmentationOutput",
     "SimpleBaseline",
     "create_model",
+    "from_pretrained",
     "get_pretrained_cfg",
     "is_model",
     "list_models",
     "list_pretrained",
     "list_tags",
+    "model_entrypoint",
+    "push_to_hub",
     "register_model",
     "registered_in_timm",
+    "save_pretrained",
 ]

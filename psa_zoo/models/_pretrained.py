@@ -19,6 +19,21 @@ class PaperReference:
 
 
 @dataclass(frozen=True)
+class Metric:
+    """An evaluation result with its provenance.
+
+    ``protocol`` says how it was measured (split, detector file, test-time augmentation);
+    ``provenance`` is ``"reported by <source>"`` until psa_zoo reproduces it.
+    """
+
+    name: str  # e.g. "AP", "mIoU"
+    value: float
+    dataset: str  # e.g. "COCO val2017", "Cityscapes val"
+    protocol: str
+    provenance: str
+
+
+@dataclass(frozen=True)
 class PretrainedCfg:
     """What a model (optionally with a pretrained tag) expects and where its weights come from.
 
@@ -37,13 +52,15 @@ class PretrainedCfg:
     label_names: tuple[str, ...] = ()
     paper: PaperReference = field(default_factory=PaperReference)
     timm_backbone: str | None = None  # timm model whose ImageNet weights ``pretrained_backbone`` loads
-    hf_hub_id: str | None = None
+    hf_hub_id: str | None = None  # "org/name"; a revision may be pinned with hf_hub_revision
     hf_hub_revision: str | None = None
     filename: str = "model.safetensors"
-    sha256: str | None = None
-    source: str = ""
+    file: str | None = None  # a local safetensors file instead of the Hub (override)
+    sha256: str | None = None  # of the weights file; checked before it is used
+    source: str = ""  # which official checkpoint or recipe produced the weights
+    convert_format: str | None = None  # ``psa-zoo convert --format`` for the official checkpoint
     license: str | None = None
-    metrics: tuple[dict, ...] = ()
+    metrics: tuple[Metric, ...] = ()
     status: str = "none"
 
     @property
@@ -52,7 +69,8 @@ class PretrainedCfg:
 
     @property
     def has_weights(self) -> bool:
-        return self.status == "published" and self.hf_hub_id is not None
+        """Weights can be loaded: published on the Hub, or a local file given as an override."""
+        return self.file is not None or (self.status == "published" and self.hf_hub_id is not None)
 
     def with_tag(self, tag: str, **changes) -> PretrainedCfg:
         return replace(self, tag=tag, **changes)

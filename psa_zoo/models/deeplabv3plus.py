@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._mixin import PsaModelMixin
 from .backbones._common import init_trunk_weights
 from .backbones.mobilenetv2 import MobileNetV2
 from .backbones.resnet import ResNet
@@ -155,7 +156,7 @@ class DeepLabV3PlusDecoder(nn.Module):
         return self.fuse(torch.cat([low, context], dim=1))
 
 
-class DeepLabV3Plus(nn.Module):
+class DeepLabV3Plus(nn.Module, PsaModelMixin):
     """DeepLabV3+ (VainF layout) with an optional attention block in the encoder's residual blocks.
 
     Args:

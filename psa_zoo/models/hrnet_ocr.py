@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._mixin import PsaModelMixin
 from .backbones.hrnet import HRNet, HRNetSpec
 from .outputs import SegmentationOutput
 
@@ -169,7 +170,7 @@ class ScaleAttentionHead(nn.Module):
         return torch.sigmoid(self.conv2(x))
 
 
-class HRNetOCR(nn.Module):
+class HRNetOCR(nn.Module, PsaModelMixin):
     """HRNetV2 + OCR + scale attention (NVIDIA ``MscaleOCR`` as used by DeLightCMU/PSA).
 
     Args:

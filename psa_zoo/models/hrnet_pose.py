@@ -17,12 +17,13 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import nn
 
+from ._mixin import PsaModelMixin
 from .backbones.hrnet import HRNet, HRNetSpec
 
 __all__ = ["HRNetPose"]
 
 
-class HRNetPose(HRNet):
+class HRNetPose(HRNet, PsaModelMixin):
     """HRNet pose estimator: image crop → keypoint heatmaps.
 
     Args:

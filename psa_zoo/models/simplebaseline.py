@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from ._mixin import PsaModelMixin
 from .backbones._common import init_trunk_weights
 from .backbones.resnet import RESNET_PRESETS, ResNet
 
@@ -30,7 +31,7 @@ __all__ = ["SimpleBaseline"]
 DECONV_KERNEL, DECONV_STRIDE, DECONV_PADDING = 4, 2, 1  # official NUM_DECONV_KERNELS 4 → padding 1, output 0
 
 
-class SimpleBaseline(nn.Module):
+class SimpleBaseline(nn.Module, PsaModelMixin):
     """SimpleBaseline (pose_resnet) with an optional attention block in every residual block.
 
     Args:

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..labels import CITYSCAPES_CLASSES, COCO_KEYPOINTS, VOC_CLASSES
 from ._builder import build_model
-from ._pretrained import PaperReference, PretrainedCfg
+from ._pretrained import Metric, PaperReference, PretrainedCfg
 from ._registry import register_model
 from .deeplabv3plus import DeepLabV3Plus
 from .hrnet_ocr import HRNetOCR
@@ -70,24 +70,129 @@ _MBV2_PSA_NOTE = (
 _MSCALE_NOTE = "with the hierarchical multi-scale attention head of the released PSA checkpoints"
 
 
+# --- pretrained tags ----------------------------------------------------------------------------------
+# Official releases psa_zoo can convert (``psa-zoo convert``) and the paper's results that were never
+# released. No tag is published on the Hub yet: ``status`` says which is which. Metrics are "reported by"
+# their source until psa_zoo reproduces them.
+_HRNET_REPO = "leoxiaobin/deep-high-resolution-net.pytorch"
+_COCO_PROTOCOL = (
+    "COCO val2017, person detector AP_H 56.4 (COCO_val2017_detections_AP_H_56_person.json), flip test"
+)
+_UDP_PROTOCOL = (
+    "COCO (split unverified; most likely test-dev with the UDP-Pose detector, human AP 65.1), UDP-Pose recipe"
+)
+_PSA_CITY_PROTOCOL = "Cityscapes val, multi-scale 0.5/1.0/2.0 with the scale-attention head (NVIDIA eval)"
+_VOC_PROTOCOL = "Pascal VOC 2012 val, resize 513 + center crop 513 (VainF --crop_val), single scale"
+
+
+def _coco_tag(
+    cfg: PretrainedCfg, size: tuple[int, int], ap: float, checkpoint: str, fmt: str
+) -> PretrainedCfg:
+    h, w = size
+    return cfg.with_tag(
+        f"coco_{h}x{w}",
+        input_size=(3, h, w),
+        source=f"{_HRNET_REPO} model zoo: {checkpoint}",
+        convert_format=fmt,
+        license="MIT (code of the source repository)",
+        metrics=(Metric("AP", ap, "COCO val2017", _COCO_PROTOCOL, f"reported by {_HRNET_REPO} README"),),
+        status="convertible",
+    )
+
+
+def _udp_psa_tag(cfg: PretrainedCfg, size: tuple[int, int], ap: float) -> PretrainedCfg:
+    h, w = size
+    return cfg.with_tag(
+        f"udp_coco_{h}x{w}",
+        input_size=(3, h, w),
+        source="DeLightCMU/PSA README: UDP-Pose-PSA weights 'to be uploaded', never released",
+        metrics=(
+            Metric("AP", ap, "COCO", _UDP_PROTOCOL, "reported by the PSA paper / DeLightCMU/PSA README"),
+        ),
+        status="not released",
+    )
+
+
+def _voc_tag(cfg: PretrainedCfg, miou: float, checkpoint: str) -> PretrainedCfg:
+    return cfg.with_tag(
+        "voc_aug",
+        source=f"VainF/DeepLabV3Plus-Pytorch release: {checkpoint} (output stride 16)",
+        convert_format="vainf-deeplab",
+        license="MIT (code of the source repository)",
+        metrics=(Metric("mIoU", miou, "Pascal VOC 2012 val", _VOC_PROTOCOL, "reported by VainF README"),),
+        status="convertible",
+    )
+
+
+def _psa_city_tag(cfg: PretrainedCfg, miou: float, box: str) -> PretrainedCfg:
+    return cfg.with_tag(
+        "cityscapes",
+        input_size=(3, 1024, 2048),
+        source=f"DeLightCMU/PSA release (Box: {box})",
+        convert_format="psa-nvidia",
+        license="Apache-2.0 (DeLightCMU/PSA repository)",
+        metrics=(
+            Metric(
+                "mIoU", miou, "Cityscapes val", _PSA_CITY_PROTOCOL, "reported by the DeLightCMU/PSA README"
+            ),
+        ),
+        status="convertible",
+    )
+
+
 # --- SimpleBaseline (Xiao et al., 2018) -------------------------------------------------------------------
 def _simplebaseline(name: str, depth: int, pretrained: bool, kwargs: dict, attn=None) -> nn.Module:
     return build_model(name, SimpleBaseline, pretrained, kwargs, depth=depth, num_classes=17, attn=attn)
 
 
-@register_model(_pose_cfg("simplebaseline_r50", "resnet50.tv_in1k", 34.0, 8.9, _HRNET_T1))
+_SIMPLEBASELINE_R50_CFG = _pose_cfg("simplebaseline_r50", "resnet50.tv_in1k", 34.0, 8.9, _HRNET_T1)
+
+
+@register_model(
+    _SIMPLEBASELINE_R50_CFG,
+    tags=(
+        _coco_tag(_SIMPLEBASELINE_R50_CFG, (256, 192), 70.4, "pose_resnet_50_256x192.pth", "simplebaseline"),
+        _coco_tag(_SIMPLEBASELINE_R50_CFG, (384, 288), 72.2, "pose_resnet_50_384x288.pth", "simplebaseline"),
+    ),
+)
 def simplebaseline_r50(pretrained: bool = False, **kwargs) -> nn.Module:
     """SimpleBaseline ResNet-50 (3 deconvolutions, heatmaps at 1/4), 17 COCO keypoints."""
     return _simplebaseline("simplebaseline_r50", 50, pretrained, kwargs)
 
 
-@register_model(_pose_cfg("simplebaseline_r101", "resnet101.tv_in1k", 53.0, 12.4, _HRNET_T1))
+_SIMPLEBASELINE_R101_CFG = _pose_cfg("simplebaseline_r101", "resnet101.tv_in1k", 53.0, 12.4, _HRNET_T1)
+
+
+@register_model(
+    _SIMPLEBASELINE_R101_CFG,
+    tags=(
+        _coco_tag(
+            _SIMPLEBASELINE_R101_CFG, (256, 192), 71.4, "pose_resnet_101_256x192.pth", "simplebaseline"
+        ),
+        _coco_tag(
+            _SIMPLEBASELINE_R101_CFG, (384, 288), 73.6, "pose_resnet_101_384x288.pth", "simplebaseline"
+        ),
+    ),
+)
 def simplebaseline_r101(pretrained: bool = False, **kwargs) -> nn.Module:
     """SimpleBaseline ResNet-101, 17 COCO keypoints."""
     return _simplebaseline("simplebaseline_r101", 101, pretrained, kwargs)
 
 
-@register_model(_pose_cfg("simplebaseline_r152", "resnet152.tv_in1k", 68.6, 15.7, _HRNET_T1))
+_SIMPLEBASELINE_R152_CFG = _pose_cfg("simplebaseline_r152", "resnet152.tv_in1k", 68.6, 15.7, _HRNET_T1)
+
+
+@register_model(
+    _SIMPLEBASELINE_R152_CFG,
+    tags=(
+        _coco_tag(
+            _SIMPLEBASELINE_R152_CFG, (256, 192), 72.0, "pose_resnet_152_256x192.pth", "simplebaseline"
+        ),
+        _coco_tag(
+            _SIMPLEBASELINE_R152_CFG, (384, 288), 74.3, "pose_resnet_152_384x288.pth", "simplebaseline"
+        ),
+    ),
+)
 def simplebaseline_r152(pretrained: bool = False, **kwargs) -> nn.Module:
     """SimpleBaseline ResNet-152, 17 COCO keypoints."""
     return _simplebaseline("simplebaseline_r152", 152, pretrained, kwargs)
@@ -119,13 +224,31 @@ def hrnet_w18(pretrained: bool = False, **kwargs) -> nn.Module:
     return _hrnet_pose("hrnet_w18", "w18", pretrained, kwargs)
 
 
-@register_model(_pose_cfg("hrnet_w32", "hrnet_w32.ms_in1k", 28.5, 7.1, _HRNET_T1))
+_HRNET_W32_CFG = _pose_cfg("hrnet_w32", "hrnet_w32.ms_in1k", 28.5, 7.1, _HRNET_T1)
+
+
+@register_model(
+    _HRNET_W32_CFG,
+    tags=(
+        _coco_tag(_HRNET_W32_CFG, (256, 192), 74.4, "pose_hrnet_w32_256x192.pth", "hrnet-pose"),
+        _coco_tag(_HRNET_W32_CFG, (384, 288), 75.8, "pose_hrnet_w32_384x288.pth", "hrnet-pose"),
+    ),
+)
 def hrnet_w32(pretrained: bool = False, **kwargs) -> nn.Module:
     """HRNet-W32 pose model. Only in psa_zoo's registry (timm's ``hrnet_w32`` is the classifier)."""
     return _hrnet_pose("hrnet_w32", "w32", pretrained, kwargs)
 
 
-@register_model(_pose_cfg("hrnet_w48", "hrnet_w48.ms_in1k", 63.6, 14.6, _HRNET_T1))
+_HRNET_W48_CFG = _pose_cfg("hrnet_w48", "hrnet_w48.ms_in1k", 63.6, 14.6, _HRNET_T1)
+
+
+@register_model(
+    _HRNET_W48_CFG,
+    tags=(
+        _coco_tag(_HRNET_W48_CFG, (256, 192), 75.1, "pose_hrnet_w48_256x192.pth", "hrnet-pose"),
+        _coco_tag(_HRNET_W48_CFG, (384, 288), 76.3, "pose_hrnet_w48_384x288.pth", "hrnet-pose"),
+    ),
+)
 def hrnet_w48(pretrained: bool = False, **kwargs) -> nn.Module:
     """HRNet-W48 pose model. Only in psa_zoo's registry (timm's ``hrnet_w48`` is the classifier)."""
     return _hrnet_pose("hrnet_w48", "w48", pretrained, kwargs)
@@ -143,13 +266,25 @@ def hrnet_w32_psa_p(pretrained: bool = False, **kwargs) -> nn.Module:
     return _hrnet_pose("hrnet_w32_psa_p", "w32", pretrained, kwargs, attn="psa_p")
 
 
-@register_model(_pose_cfg("hrnet_w48_psa_p", "hrnet_w48.ms_in1k", 70.0, None, _PSA_POSE))
+_HRNET_W48_PSA_P_CFG = _pose_cfg("hrnet_w48_psa_p", "hrnet_w48.ms_in1k", 70.0, None, _PSA_POSE)
+
+
+@register_model(
+    _HRNET_W48_PSA_P_CFG,
+    tags=(
+        _udp_psa_tag(_HRNET_W48_PSA_P_CFG, (256, 192), 78.9),
+        _udp_psa_tag(_HRNET_W48_PSA_P_CFG, (384, 288), 79.5),
+    ),
+)
 def hrnet_w48_psa_p(pretrained: bool = False, **kwargs) -> nn.Module:
     """HRNet-W48 pose model with PSA_p in every BasicBlock of stages 2–4 (104 blocks)."""
     return _hrnet_pose("hrnet_w48_psa_p", "w48", pretrained, kwargs, attn="psa_p")
 
 
-@register_model(_pose_cfg("hrnet_w48_psa_s", "hrnet_w48.ms_in1k", 69.1, None, _PSA_POSE))
+_HRNET_W48_PSA_S_CFG = _pose_cfg("hrnet_w48_psa_s", "hrnet_w48.ms_in1k", 69.1, None, _PSA_POSE)
+
+
+@register_model(_HRNET_W48_PSA_S_CFG, tags=(_udp_psa_tag(_HRNET_W48_PSA_S_CFG, (384, 288), 79.4),))
 def hrnet_w48_psa_s(pretrained: bool = False, **kwargs) -> nn.Module:
     """HRNet-W48 pose model with PSA_s in every BasicBlock of stages 2–4."""
     return _hrnet_pose("hrnet_w48_psa_s", "w48", pretrained, kwargs, attn="psa_s")
@@ -160,19 +295,37 @@ def _deeplab(name: str, encoder: str, pretrained: bool, kwargs: dict, attn=None)
     return build_model(name, DeepLabV3Plus, pretrained, kwargs, encoder=encoder, num_classes=21, attn=attn)
 
 
-@register_model(_voc_cfg("deeplabv3plus_mbv2", "mobilenetv2_100.ra_in1k", 5.22))
+_DEEPLABV3PLUS_MBV2_CFG = _voc_cfg("deeplabv3plus_mbv2", "mobilenetv2_100.ra_in1k", 5.22)
+
+
+@register_model(
+    _DEEPLABV3PLUS_MBV2_CFG,
+    tags=(_voc_tag(_DEEPLABV3PLUS_MBV2_CFG, 71.1, "best_deeplabv3plus_mobilenet_voc_os16.pth"),),
+)
 def deeplabv3plus_mbv2(pretrained: bool = False, **kwargs) -> nn.Module:
     """DeepLabV3+ MobileNetV2 (output stride 16 by default), 21 VOC classes."""
     return _deeplab("deeplabv3plus_mbv2", "mobilenetv2", pretrained, kwargs)
 
 
-@register_model(_voc_cfg("deeplabv3plus_r50", "resnet50.tv_in1k", 39.8))
+_DEEPLABV3PLUS_R50_CFG = _voc_cfg("deeplabv3plus_r50", "resnet50.tv_in1k", 39.8)
+
+
+@register_model(
+    _DEEPLABV3PLUS_R50_CFG,
+    tags=(_voc_tag(_DEEPLABV3PLUS_R50_CFG, 77.2, "best_deeplabv3plus_resnet50_voc_os16.pth"),),
+)
 def deeplabv3plus_r50(pretrained: bool = False, **kwargs) -> nn.Module:
     """DeepLabV3+ ResNet-50 (output stride 16 by default), 21 VOC classes."""
     return _deeplab("deeplabv3plus_r50", "resnet50", pretrained, kwargs)
 
 
-@register_model(_voc_cfg("deeplabv3plus_r101", "resnet101.tv_in1k", 58.8))
+_DEEPLABV3PLUS_R101_CFG = _voc_cfg("deeplabv3plus_r101", "resnet101.tv_in1k", 58.8)
+
+
+@register_model(
+    _DEEPLABV3PLUS_R101_CFG,
+    tags=(_voc_tag(_DEEPLABV3PLUS_R101_CFG, 78.3, "best_deeplabv3plus_resnet101_voc_os16.pth"),),
+)
 def deeplabv3plus_r101(pretrained: bool = False, **kwargs) -> nn.Module:
     """DeepLabV3+ ResNet-101 (output stride 16 by default), 21 VOC classes."""
     return _deeplab("deeplabv3plus_r101", "resnet101", pretrained, kwargs)
@@ -201,19 +354,50 @@ def _hrnet_ocr(name: str, pretrained: bool, kwargs: dict, attn=None) -> nn.Modul
     return build_model(name, HRNetOCR, pretrained, kwargs, spec="w48", num_classes=19, attn=attn)
 
 
-@register_model(_cityscapes_cfg("hrnetv2_w48_ocr", _MSCALE_NOTE))
+_HRNETV2_W48_OCR_CFG = _cityscapes_cfg("hrnetv2_w48_ocr", _MSCALE_NOTE)
+
+
+@register_model(
+    _HRNETV2_W48_OCR_CFG,
+    tags=(
+        _HRNETV2_W48_OCR_CFG.with_tag(
+            "cityscapes_nvidia",
+            source="NVIDIA/semantic-segmentation release: "
+            "cityscapes_ocrnet.HRNet_Mscale_outstanding-turtle.pth (the same MscaleOCR model without PSA)",
+            convert_format="psa-nvidia",
+            license="BSD-3-Clause (NVIDIA/semantic-segmentation)",
+            status="convertible",
+        ),
+    ),
+)
 def hrnetv2_w48_ocr(pretrained: bool = False, **kwargs) -> nn.Module:
     """HRNetV2-W48 + OCR with the scale-attention head, 19 Cityscapes classes."""
     return _hrnet_ocr("hrnetv2_w48_ocr", pretrained, kwargs)
 
 
-@register_model(_cityscapes_cfg("hrnetv2_w48_ocr_psa_p", _MSCALE_NOTE))
+_HRNETV2_W48_OCR_PSA_P_CFG = _cityscapes_cfg("hrnetv2_w48_ocr_psa_p", _MSCALE_NOTE)
+
+
+@register_model(
+    _HRNETV2_W48_OCR_PSA_P_CFG,
+    tags=(
+        _psa_city_tag(_HRNETV2_W48_OCR_PSA_P_CFG, 86.95, "cmu.box.com/s/if90kw6r66q2y6c5xparflhnbwi6c2yi"),
+    ),
+)
 def hrnetv2_w48_ocr_psa_p(pretrained: bool = False, **kwargs) -> nn.Module:
     """HRNetV2-W48 + OCR with PSA_p in every BasicBlock of stages 2–4 (released PSA(p) Cityscapes model)."""
     return _hrnet_ocr("hrnetv2_w48_ocr_psa_p", pretrained, kwargs, attn="psa_p")
 
 
-@register_model(_cityscapes_cfg("hrnetv2_w48_ocr_psa_s", _MSCALE_NOTE))
+_HRNETV2_W48_OCR_PSA_S_CFG = _cityscapes_cfg("hrnetv2_w48_ocr_psa_s", _MSCALE_NOTE)
+
+
+@register_model(
+    _HRNETV2_W48_OCR_PSA_S_CFG,
+    tags=(
+        _psa_city_tag(_HRNETV2_W48_OCR_PSA_S_CFG, 86.72, "cmu.box.com/s/uyzzfmkx8p2ipcznpzdtf14ng63s65sq"),
+    ),
+)
 def hrnetv2_w48_ocr_psa_s(pretrained: bool = False, **kwargs) -> nn.Module:
     """HRNetV2-W48 + OCR with PSA_s in every BasicBlock of stages 2–4 (released PSA(s) Cityscapes model)."""
     return _hrnet_ocr("hrnetv2_w48_ocr_psa_s", pretrained, kwargs, attn="psa_s")

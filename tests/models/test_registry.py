@@ -98,7 +98,7 @@ def test_unknown_tag_lists_the_available_ones():
 
 
 def test_pretrained_without_weights_is_a_clear_error():
-    with pytest.raises(ValueError, match="no default pretrained tag"):
+    with pytest.raises(ValueError, match="has no default pretrained weights; name a tag"):
         psa_zoo.create_model("hrnet_w18", pretrained=True, device="meta")
 
 
