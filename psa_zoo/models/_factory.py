@@ -16,7 +16,9 @@ def create_model(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
         **kwargs: ``num_classes`` (classes, or keypoints for pose models), ``attn`` (any name of
             ``psa_zoo.list_attn()``, a constructor, or ``None`` / ``"none"``), ``attn_kwargs``, ``in_chans``,
             ``output_stride`` (DeepLabV3+), ``pretrained_backbone`` (timm ImageNet weights), ``device``,
-            ``dtype``, ``cache_dir``.
+            ``dtype``; for weights: ``pretrained_cfg_overlay`` (timm's form: ``{"file": path}`` or
+            ``{"hf_hub_id": ..., "hf_hub_revision": ..., "sha256": ...}``), ``cache_dir``,
+            ``local_files_only``, ``force_download``.
 
     Unknown names raise ``ValueError`` with the closest registered names; unknown kwargs raise
     ``ValueError`` listing what the model takes.
