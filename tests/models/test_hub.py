@@ -1,6 +1,7 @@
 """Saving, sharing and loading weights: safetensors folders, the real ``hf_hub_download`` against a
 pre-populated cache (offline) and against a loopback HTTP server standing in for the Hub."""
 
+import base64
 import hashlib
 import http.server
 import json
@@ -185,7 +186,7 @@ class _FakeHub(http.server.ThreadingHTTPServer):
 
     def __init__(self, files: dict[tuple[str, str, str], bytes], refs: dict[tuple[str, str], str]):
         super().__init__(("127.0.0.1", 0), _FakeHubHandler)
-        self.files, self.refs, self.gets = files, refs, []
+        self.files, self.refs, self.gets, self.commits = files, refs, [], 0
 
 
 class _FakeHubHandler(http.server.BaseHTTPRequestHandler):
@@ -224,6 +225,44 @@ class _FakeHubHandler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         self._answer(with_body=True)
+
+    def _json(self, payload: dict) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        """The Hub's metadata check, repo creation, pre-upload and commit API (regular, inline files)."""
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        path = self.path.split("?")[0]
+        base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        if path == "/api/validate-yaml":  # upload_folder has the README's metadata checked first
+            self._json({"errors": [], "warnings": []})
+        elif path == "/api/repos/create":
+            request = json.loads(body)
+            self._json({"url": f"{base}/{request.get('organization') or 'user'}/{request['name']}"})
+        elif "/preupload/" in path:
+            files = json.loads(body)["files"]
+            modes = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]
+            self._json({"files": modes})
+        elif "/commit/" in path:
+            repo = "/".join(path.split("/")[3:5])
+            self.server.commits += 1
+            commit = f"{self.server.commits:040x}"
+            for line in body.splitlines():
+                item = json.loads(line)
+                if item["key"] == "file":
+                    content = base64.b64decode(item["value"]["content"])
+                    self.server.files[(repo, commit, item["value"]["path"])] = content
+            self.server.refs[(repo, "main")] = commit
+            self._json({"commitUrl": f"{base}/{repo}/commit/{commit}", "commitOid": commit})
+        else:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
 
 _CLIENT = r"""
@@ -290,3 +329,41 @@ def test_download_through_a_loopback_hub(tmp_path):
     assert results["corrupted"].startswith("ValueError") and "checksum mismatch" in results["corrupted"]
     good_gets = [p for p in hub.gets if p.startswith("/org/good/")]
     assert len(good_gets) == 1  # downloaded once, then served from the cache
+
+
+_PUSH_CLIENT = r"""
+import json, sys, torch, psa_zoo
+torch.manual_seed(0)
+model = psa_zoo.create_model("hrnet_w18_psa_p", num_classes=3).eval()
+url = model.push_to_hub("someone/pushed", token="test-token", model_card="# card\\n")
+reloaded = psa_zoo.from_pretrained("someone/pushed")
+x = torch.randn(1, 3, 64, 48)
+print(json.dumps({"url": url, "equal": torch.equal(model(x), reloaded(x)), "classes": reloaded.num_classes}))
+"""
+
+
+def test_push_to_hub_then_from_pretrained_through_a_loopback_hub(tmp_path):
+    hub = _FakeHub(files={}, refs={})
+    thread = threading.Thread(target=hub.serve_forever, daemon=True)
+    thread.start()
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": f"http://127.0.0.1:{hub.server_address[1]}",
+        "HF_HUB_CACHE": str(tmp_path / "cache"),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_XET": "1",
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    env.pop("HF_HUB_OFFLINE", None)
+    try:
+        run = subprocess.run(
+            [sys.executable, "-c", _PUSH_CLIENT], env=env, capture_output=True, text=True, timeout=300
+        )
+    finally:
+        hub.shutdown()
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["equal"] and result["classes"] == 3
+    assert "/someone/pushed/commit/" in result["url"]
+    uploaded = {path for (repo, _, path) in hub.files if repo == "someone/pushed"}
+    assert uploaded == {"config.json", "model.safetensors", "README.md"}
