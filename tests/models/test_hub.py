@@ -265,6 +265,31 @@ class _FakeHubHandler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
 
 
+def _run_client(hub: _FakeHub, tmp_path: Path, script: str, *args: str) -> dict:
+    """Serve ``hub`` on loopback and run ``script`` in a fresh interpreter whose huggingface_hub uses it as
+    HF_ENDPOINT (read at import) with an empty cache; return the JSON the script prints last."""
+    thread = threading.Thread(target=hub.serve_forever, daemon=True)
+    thread.start()
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": f"http://127.0.0.1:{hub.server_address[1]}",
+        "HF_HUB_CACHE": str(tmp_path / "cache"),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_XET": "1",  # uploads as regular files, which the fake understands
+        "HF_HUB_ETAG_TIMEOUT": "5",
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    env.pop("HF_HUB_OFFLINE", None)
+    try:
+        run = subprocess.run(
+            [sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=300
+        )
+    finally:
+        hub.shutdown()
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
 _CLIENT = r"""
 import json, sys, torch, psa_zoo
 from safetensors.torch import load_file
@@ -299,26 +324,7 @@ def test_download_through_a_loopback_hub(tmp_path):
         },
         refs={("org/good", "main"): COMMIT_A, ("org/bad", "main"): COMMIT_B},
     )
-    thread = threading.Thread(target=hub.serve_forever, daemon=True)
-    thread.start()
-    env = {
-        **os.environ,
-        "HF_ENDPOINT": f"http://127.0.0.1:{hub.server_address[1]}",
-        "HF_HUB_CACHE": str(tmp_path / "cache"),
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_HUB_ETAG_TIMEOUT": "5",
-        "PYTHONPATH": str(REPO_ROOT),
-    }
-    env.pop("HF_HUB_OFFLINE", None)
-    try:
-        run = subprocess.run(
-            [sys.executable, "-c", _CLIENT, sha, COMMIT_A, str(path)],
-            env=env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-    finally:
-        hub.shutdown()
-    assert run.returncode == 0, run.stderr
-    results = json.loads(run.stdout.strip().splitlines()[-1])
+    results = _run_client(hub, tmp_path, _CLIENT, sha, COMMIT_A, str(path))
     assert results["first"] == "ok"
     assert results["again"] == "ok"
     assert results["pinned"] == "ok"
@@ -344,25 +350,7 @@ print(json.dumps({"url": url, "equal": torch.equal(model(x), reloaded(x)), "clas
 
 def test_push_to_hub_then_from_pretrained_through_a_loopback_hub(tmp_path):
     hub = _FakeHub(files={}, refs={})
-    thread = threading.Thread(target=hub.serve_forever, daemon=True)
-    thread.start()
-    env = {
-        **os.environ,
-        "HF_ENDPOINT": f"http://127.0.0.1:{hub.server_address[1]}",
-        "HF_HUB_CACHE": str(tmp_path / "cache"),
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_HUB_DISABLE_XET": "1",
-        "PYTHONPATH": str(REPO_ROOT),
-    }
-    env.pop("HF_HUB_OFFLINE", None)
-    try:
-        run = subprocess.run(
-            [sys.executable, "-c", _PUSH_CLIENT], env=env, capture_output=True, text=True, timeout=300
-        )
-    finally:
-        hub.shutdown()
-    assert run.returncode == 0, run.stderr
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+    result = _run_client(hub, tmp_path, _PUSH_CLIENT)
     assert result["equal"] and result["classes"] == 3
     assert "/someone/pushed/commit/" in result["url"]
     uploaded = {path for (repo, _, path) in hub.files if repo == "someone/pushed"}
