@@ -6,7 +6,7 @@ import torch
 
 from psa_zoo.convert.simplebaseline import convert_state_dict, infer_config
 from psa_zoo.models.simplebaseline import SimpleBaseline
-from tests.convert._keylists import read_key_list, shapes
+from tests.keylists import read_key_list, shapes
 
 KEY_LIST = "fixtures/official_pose_resnet/keys_pose_resnet_50_256x192.txt"
 # Fixture README: official key counts of pose_resnet_{101,152}.

@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 
 from psa_zoo.convert.vainf_deeplab import convert_state_dict, infer_config
 from psa_zoo.models.deeplabv3plus import DeepLabV3Plus
-from tests.convert._keylists import read_key_list, shapes
+from tests.keylists import read_key_list, shapes
 
 FIXTURE = "fixtures/official_deeplabv3plus"
 

@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 
 from psa_zoo.layers import PsaP, PsaPaperP, PsaPaperS, PsaS, create_attn
 from tests.conftest import relative_error
+from tests.keylists import read_key_list
 
 PSA_NAMES = ["psa_p", "psa_s", "psa_p_paper", "psa_s_paper"]
 # (N, C, H, W): odd sizes, H or W = 1, batch 1, the HRNet-W48 widths at small maps.
@@ -231,13 +232,12 @@ def test_released_psa_blocks_load_strictly_and_reproduce_official_outputs(shared
 @pytest.mark.parametrize("variant, cls, total", [("psa_p", PsaP, 6_355_200), ("psa_s", PsaS, 5_384_544)])
 def test_released_w48_key_layout_matches_ours(shared_dir, variant, cls, total):
     """Keys and shapes of every deattn in the released-size W48 model equal our module's state dict."""
-    listing = (shared_dir / "fixtures" / "official_psa_seg" / f"keys_full_w48_{variant}.txt").read_text()
+    official = read_key_list(shared_dir / "fixtures" / "official_psa_seg" / f"keys_full_w48_{variant}.txt")
     blocks: dict[str, dict[str, tuple[int, ...]]] = defaultdict(dict)
-    for line in listing.splitlines():
-        key, shape, _ = line.split("\t")
+    for key, tensor in official.items():
         if ".deattn." in key:
             prefix, leaf = key.split(".deattn.")
-            blocks[prefix][leaf] = tuple(int(v) for v in shape.strip("[]").split(",") if v.strip())
+            blocks[prefix][leaf] = tuple(tensor.shape)
     assert len(blocks) == 104
     counted = 0
     for shapes in blocks.values():

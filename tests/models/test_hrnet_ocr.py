@@ -1,11 +1,10 @@
-from pathlib import Path
-
 import pytest
 import torch
 
 from psa_zoo.models.backbones.hrnet import hrnet_spec
 from psa_zoo.models.hrnet_ocr import HRNetOCR
 from psa_zoo.models.outputs import SegmentationOutput
+from tests.keylists import read_key_list, rows
 
 TINY = hrnet_spec((8, 16, 32, 64), num_blocks=1, num_modules=(1, 1, 1), stage1_blocks=1, stage1_width=16)
 TINY_HEADS = dict(ocr_mid_channels=16, ocr_key_channels=8, scale_attn_channels=8)
@@ -19,11 +18,6 @@ OFFICIAL_PARAMS = {
 
 def _num_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-
-
-def _read_key_list(path: Path) -> list[tuple[str, str, str]]:
-    rows = [line.split("\t") for line in path.read_text().splitlines() if line]
-    return [(k.removeprefix("module."), shape, dtype) for k, shape, dtype in rows]
 
 
 def _tiny(**kwargs) -> HRNetOCR:
@@ -45,13 +39,12 @@ def test_parameter_counts_match_the_released_model(attn):
 
 @pytest.mark.parametrize("attn", ["psa_s", "psa_p"])
 def test_state_dict_equals_the_official_key_list(shared_dir, attn):
-    expected = _read_key_list(shared_dir / "fixtures/official_psa_seg" / f"keys_full_w48_{attn}.txt")
+    key_list = shared_dir / "fixtures/official_psa_seg" / f"keys_full_w48_{attn}.txt"
+    expected = rows(read_key_list(key_list, strip_prefix="module."))
     with torch.device("meta"):
         model = HRNetOCR("w48", attn=attn)
-    ours = [
-        (k, str(list(v.shape)), str(v.dtype).removeprefix("torch.")) for k, v in model.state_dict().items()
-    ]
-    assert sorted(ours) == sorted(expected)
+    ours = rows(model.state_dict())
+    assert sorted(ours, key=str) == sorted(expected, key=str)
     # same order too, apart from the order of the sub-modules inside each PSA block
     not_psa = [row for row in expected if ".deattn." not in row[0]]
     assert [row for row in ours if ".deattn." not in row[0]] == not_psa

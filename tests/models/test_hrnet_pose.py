@@ -1,11 +1,10 @@
-from pathlib import Path
-
 import pytest
 import torch
 
 from psa_zoo.layers import get_attn, list_attn
 from psa_zoo.models.backbones.hrnet import hrnet_spec
 from psa_zoo.models.hrnet_pose import HRNetPose
+from tests.keylists import read_key_list, rows
 
 TINY = hrnet_spec((8, 16, 32, 64), num_blocks=1, num_modules=(1, 1, 1), stage1_blocks=1, stage1_width=16)
 
@@ -23,16 +22,6 @@ def _num_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _read_key_list(path: Path) -> list[tuple[str, str, str]]:
-    return [tuple(line.rstrip("\n").split("\t")) for line in path.read_text().splitlines() if line]
-
-
-def _key_list(model: torch.nn.Module) -> list[tuple[str, str, str]]:
-    return [
-        (k, str(list(v.shape)), str(v.dtype).removeprefix("torch.")) for k, v in model.state_dict().items()
-    ]
-
-
 @pytest.mark.parametrize("size", ["w32", "w48"])
 def test_parameter_counts_match_the_official_models(size):
     with torch.device("meta"):
@@ -44,10 +33,10 @@ def test_parameter_counts_match_the_official_models(size):
 
 @pytest.mark.parametrize("size", ["w32", "w48"])
 def test_state_dict_equals_the_official_key_list(shared_dir, size):
-    expected = _read_key_list(shared_dir / "fixtures/official_pose_hrnet" / f"keys_full_{size}.txt")
+    expected = read_key_list(shared_dir / "fixtures/official_pose_hrnet" / f"keys_full_{size}.txt")
     with torch.device("meta"):
         model = HRNetPose(size)
-    assert _key_list(model) == expected
+    assert rows(model.state_dict()) == rows(expected)
 
 
 @pytest.mark.parametrize("hw", [(256, 192), (97, 75)])
