@@ -13,9 +13,6 @@ from torch import nn
 from ._pretrained import PretrainedCfg
 from ._registry import get_pretrained_cfg
 
-# timm.create_model passes its resolved cfg to every entrypoint; psa_zoo resolves its own.
-_TIMM_ONLY_KWARGS = ("pretrained_cfg",)
-
 
 def _check_arguments(name: str, model_cls: Callable, model_kwargs: dict) -> None:
     accepted = inspect.signature(model_cls).parameters
@@ -54,8 +51,7 @@ def build_model(
     """
     kwargs = dict(kwargs)
     tag = kwargs.pop("pretrained_tag", None)
-    for key in _TIMM_ONLY_KWARGS:
-        kwargs.pop(key, None)
+    kwargs.pop("pretrained_cfg", None)  # timm.create_model passes its own cfg; psa_zoo resolves its own
     overlay = kwargs.pop("pretrained_cfg_overlay", None)
     download = {k: kwargs.pop(k) for k in ("cache_dir", "local_files_only", "force_download") if k in kwargs}
     device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)

@@ -5,6 +5,7 @@ import torch
 
 import psa_zoo
 from psa_zoo.layers import list_attn
+from psa_zoo.models._hub import is_attention_key
 from psa_zoo.models.backbones import hrnet_spec
 
 TINY_HRNET = hrnet_spec(
@@ -42,7 +43,7 @@ def test_every_family_runs_with_every_attention_block(attn):
         assert out.shape == (2, 5, *expected), family
         assert torch.isfinite(out).all(), family
         out.mean().backward()
-        attention = [n for n, p in model.named_parameters() if ".attn." in n or ".deattn." in n]
+        attention = [n for n, _ in model.named_parameters() if is_attention_key(n)]
         assert bool(attention) == (attn is not None), family
         assert all(p.grad is not None for n, p in model.named_parameters() if n in attention), family
 

@@ -128,7 +128,10 @@ def test_local_file_override_and_checksum(tmp_path):
         psa_zoo.create_model("hrnet_w18", pretrained=True, pretrained_cfg_overlay=overlay)
     with pytest.raises(ValueError, match=r"unknown fields \['weights'\]"):
         psa_zoo.create_model("hrnet_w18", pretrained=True, pretrained_cfg_overlay={"weights": "x"})
-    assert sha
+    checked = psa_zoo.create_model(
+        "hrnet_w18", pretrained=True, pretrained_cfg_overlay={"file": str(path), "sha256": sha}
+    )
+    torch.testing.assert_close(checked.conv1.weight, source.conv1.weight)
 
 
 def _populate_cache(cache: Path, repo_id: str, commit: str, files: dict[str, bytes]) -> None:

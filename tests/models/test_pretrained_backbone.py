@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 import psa_zoo
+from psa_zoo.models._hub import is_attention_key
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -55,7 +56,7 @@ def test_pretrained_backbone_loads_timm_weights_from_the_hub_cache(
     fresh = psa_zoo.create_model(name)
     assert not torch.equal(fresh.state_dict()[backbone_key], state[timm_key])
     # attention blocks and heads keep their own initialisation
-    attn_keys = [k for k in loaded if ".deattn." in k or ".attn." in k]
+    attn_keys = [k for k in loaded if is_attention_key(k)]
     assert attn_keys
 
 
