@@ -7,6 +7,7 @@ containers is unpickled.
 
 from __future__ import annotations
 
+import functools
 import pickle
 from pathlib import Path
 from types import ModuleType
@@ -14,7 +15,7 @@ from types import ModuleType
 import torch
 from torch import nn
 
-from . import hrnet_pose, psa_nvidia, simplebaseline, vainf_deeplab
+from . import hrnet_ocr, hrnet_pose, psa_nvidia, simplebaseline, vainf_deeplab
 
 # format name → (key-map module, model class name in psa_zoo.models.MODEL_CLASSES)
 FORMATS: dict[str, tuple[ModuleType, str]] = {
@@ -22,6 +23,7 @@ FORMATS: dict[str, tuple[ModuleType, str]] = {
     "hrnet-pose": (hrnet_pose, "HRNetPose"),  # leoxiaobin/deep-high-resolution-net.pytorch pose_hrnet
     "simplebaseline": (simplebaseline, "SimpleBaseline"),  # the same repository's pose_resnet
     "vainf-deeplab": (vainf_deeplab, "DeepLabV3Plus"),  # VainF/DeepLabV3Plus-Pytorch
+    "hrnet-ocr": (hrnet_ocr, "HRNetOCR"),  # HRNet/HRNet-Semantic-Segmentation seg_hrnet_ocr (plain OCR)
 }
 
 
@@ -46,19 +48,27 @@ def read_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
+@functools.lru_cache(maxsize=256)
+def _registered_layout(name: str, num_classes: int, in_chans: int) -> tuple[type, tuple] | None:
+    """(model class, ((key, shape), ...)) of the registered ``name`` built on the meta device, or None when
+    it cannot take these arguments. Cached: every conversion compares against all registered models."""
+    from ..models import model_entrypoint
+
+    try:
+        with torch.device("meta"):
+            model = model_entrypoint(name)(num_classes=num_classes, in_chans=in_chans)
+    except (TypeError, ValueError):
+        return None
+    return type(model), tuple((k, tuple(v.shape)) for k, v in model.state_dict().items())
+
+
 def _matching_architecture(model: nn.Module, model_kwargs: dict) -> str | None:
     """The registered name whose model has exactly this state-dict layout (keys and shapes), if any."""
-    from ..models import list_models, model_entrypoint
+    from ..models import list_models
 
-    own = {k: v.shape for k, v in model.state_dict().items()}
+    own = (type(model), tuple((k, tuple(v.shape)) for k, v in model.state_dict().items()))
     for name in list_models():
-        candidate = model_entrypoint(name)
-        try:
-            with torch.device("meta"):
-                other = candidate(num_classes=model_kwargs["num_classes"], in_chans=model_kwargs["in_chans"])
-        except (TypeError, ValueError):
-            continue
-        if type(other) is type(model) and {k: v.shape for k, v in other.state_dict().items()} == own:
+        if _registered_layout(name, model_kwargs["num_classes"], model_kwargs["in_chans"]) == own:
             return name
     return None
 

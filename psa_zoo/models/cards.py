@@ -79,6 +79,10 @@ _SOURCE_URLS: tuple[tuple[str, str], ...] = (
     ),
     ("DeLightCMU/PSA", "https://github.com/DeLightCMU/PSA"),
     ("NVIDIA/semantic-segmentation", "https://github.com/NVIDIA/semantic-segmentation"),
+    (
+        "HRNet/HRNet-Semantic-Segmentation",
+        "https://github.com/HRNet/HRNet-Semantic-Segmentation/tree/HRNet-OCR",
+    ),
     ("VainF", "https://github.com/VainF/DeepLabV3Plus-Pytorch"),
     ("UDP-Pose", "https://github.com/HuangJunJie2017/UDP-Pose"),
     ("PSA paper", "https://arxiv.org/abs/2107.00782"),
@@ -348,7 +352,13 @@ def _family(facts: _ModelFacts) -> tuple[str, list[str], list[str]]:
             ["hrnet", "ocr", "mscale"],
         ),
     }
+    if facts.model_class == "HRNetOCR" and not _has_scale_attn(facts):
+        return "HRNetV2 + OCR", ["hrnet", "ocr"], ["hrnet", "ocr"]
     return families.get(facts.model_class, (facts.model_class, [], []))
+
+
+def _has_scale_attn(facts: _ModelFacts) -> bool:
+    return facts.arg("scale_attn_channels", 256) is not None
 
 
 def _is_udp(cfg: PretrainedCfg) -> bool:
@@ -430,6 +440,15 @@ def _architecture_text(facts: _ModelFacts) -> str:
             "image pooling; 256 channels), and a decoder that joins the upsampled ASPP output with the "
             "stride-4 encoder features (projected to 48 channels) through one 3×3 convolution (the paper "
             "uses two). Logits are upsampled bilinearly to the input size."
+        )
+    if cls == "HRNetOCR" and not _has_scale_attn(facts):
+        return (
+            "HRNetV2-W48 + OCR as released by HRNet/HRNet-Semantic-Segmentation (branch HRNet-OCR): the four "
+            "HRNet branches are upsampled to stride 4 and concatenated (720 channels); an auxiliary head "
+            "predicts soft object regions, and the OCR block lets every pixel attend to the per-class region "
+            "features (512 channels, 256 key channels) before a 1×1 classifier. Every bilinear resize (trunk "
+            "fuse layers, branch concatenation, logits to the input size) uses `align_corners=True`, as that "
+            "code does. There is no scale-attention head: `model(x)` is the single-scale prediction."
         )
     if cls == "HRNetOCR":
         return (
@@ -844,6 +863,38 @@ def _recipe(cfg: PretrainedCfg, facts: _ModelFacts) -> str:
                 ),
             ]
         )
+    if cfg.convert_format == "hrnet-ocr":
+        trainval = cfg.tag == "cityscapes_trainval"
+        return "\n\n".join(
+            [
+                "Trained by the upstream (HRNet/HRNet-Semantic-Segmentation, branch HRNet-OCR, "
+                "`experiments/cityscapes/seg_hrnet_ocr_w48_"
+                + ("trainval" if trainval else "train")
+                + "_512x1024_sgd_lr1e-2_wd5e-4_bs_12_epoch484.yaml`), not by psa_zoo.",
+                "**Training**\n\n"
+                + _bullets(
+                    [
+                        "Cityscapes fine annotations: "
+                        + ("train + val (3,475 images)" if trainval else "train (2,975 images)")
+                        + ", 19 classes, label 255 ignored.",
+                        "HRNetV2-W48 trunk initialised from ImageNet weights; 1024×512 (W×H) crops after "
+                        "random scaling (0.5–2.0 of the 2048-pixel long side) and horizontal flips.",
+                        "SGD (momentum 0.9, weight decay 5e-4), lr 0.01 with polynomial decay (power 0.9), "
+                        "484 epochs, 3 crops per GPU on 4 GPUs.",
+                        "Class-weighted cross-entropy on the main and the auxiliary (soft object region) "
+                        "outputs, weighted 1 and 0.4.",
+                    ]
+                ),
+                "**Evaluation**\n\n"
+                + _bullets(
+                    [m.protocol for m in cfg.metrics]
+                    + [
+                        "Logits are resized to the label size bilinearly with `align_corners=True`; mIoU "
+                        "over the 19 classes from one confusion matrix accumulated over the whole set.",
+                    ]
+                ),
+            ]
+        )
     return f"The registry records no recipe for this tag; see its source: {cfg.source or 'not recorded'}."
 
 
@@ -918,6 +969,14 @@ def _limitations(cfg: PretrainedCfg, facts: _ModelFacts) -> str:
             "attention) is much stronger than plain HRNetV2-OCR training; its results are not comparable "
             "with single-scale results from ImageNet initialisation."
         )
+    if cfg.convert_format == "hrnet-ocr":
+        items.append(
+            "The model has no scale-attention head, so `forward_multiscale` is not available; the upstream's "
+            "multi-scale test (sliding windows, scales 0.5–1.75, flip, summed logits) is an evaluation "
+            "procedure outside the model. Fine-tuning keeps `align_corners=True`; changing it changes "
+            "the outputs of these weights."
+        )
+    if cfg.label_names == CITYSCAPES_CLASSES:
         items.append(
             "Cityscapes is urban street scenes from German and neighbouring cities; other domains need "
             "fine-tuning. The Cityscapes terms restrict use of the data to non-commercial purposes: check "

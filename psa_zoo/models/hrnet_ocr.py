@@ -1,4 +1,4 @@
-"""HRNetV2 + OCR with hierarchical multi-scale attention: the released PSA segmentation model.
+"""HRNetV2 + OCR, with or without hierarchical multi-scale attention: the released PSA segmentation model.
 
 Papers: "Object-Contextual Representations for Semantic Segmentation" (Yuan et al., arXiv 1909.11065),
 "Hierarchical Multi-Scale Attention for Semantic Segmentation" (Tao et al., arXiv 2005.10821), PSA
@@ -18,8 +18,14 @@ Parts (official widths for W48 in brackets):
 * ``scale_attn``: 3×3 conv + BN + ReLU [256], 3×3 conv + BN + ReLU, 1×1 conv → 1, sigmoid, applied to the
   OCR features: how much a scale's prediction is trusted in the multi-scale combination.
 
-Sub-module names are the official ones, so an official checkpoint maps by prefix renames only
-(``psa_zoo.convert.psa_nvidia``).
+The plain HRNetV2-OCR of HRNet/HRNet-Semantic-Segmentation (branch HRNet-OCR, ``lib/models/seg_hrnet_ocr.py``)
+is the same network without ``scale_attn`` (``scale_attn_channels=None``) and with every bilinear resize
+(trunk fuse layers, branch concatenation, logits) at ``align_corners=True`` (``align_corners=True``; its
+``MODEL.ALIGN_CORNERS`` defaults to True and the OCR configs keep it).
+
+Sub-module names are the official NVIDIA ones, so an NVIDIA/PSA checkpoint maps by prefix renames only
+(``psa_zoo.convert.psa_nvidia``); the HRNet-Semantic-Segmentation layout differs in a few indices
+(``psa_zoo.convert.hrnet_ocr``).
 """
 
 from __future__ import annotations
@@ -37,9 +43,9 @@ from .outputs import SegmentationOutput
 __all__ = ["HRNetOCR", "ObjectAttention", "OcrHead", "ScaleAttentionHead", "SpatialGather", "SpatialOcr"]
 
 
-def _resize(x: torch.Tensor, size) -> torch.Tensor:
+def _resize(x: torch.Tensor, size, align_corners: bool = False) -> torch.Tensor:
     # every resize in the NVIDIA code is bilinear with cfg.MODEL.ALIGN_CORNERS = False
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=align_corners)
 
 
 def _bn_relu(channels: int) -> nn.Sequential:
@@ -171,7 +177,7 @@ class ScaleAttentionHead(nn.Module):
 
 
 class HRNetOCR(nn.Module, PsaModelMixin):
-    """HRNetV2 + OCR + scale attention (NVIDIA ``MscaleOCR`` as used by DeLightCMU/PSA).
+    """HRNetV2 + OCR + scale attention (NVIDIA ``MscaleOCR``, used by DeLightCMU/PSA), or plain HRNetV2 + OCR.
 
     Args:
         spec: ``"w48"`` (released), another preset, an ``HRNetSpec`` or its dict form.
@@ -181,12 +187,15 @@ class HRNetOCR(nn.Module, PsaModelMixin):
         in_chans: input channels.
         ocr_mid_channels / ocr_key_channels: OCR widths (official ``MODEL.OCR.MID_CHANNELS`` /
             ``KEY_CHANNELS``).
-        scale_attn_channels: width of the scale-attention head (official ``MODEL.SEGATTN_BOT_CH``).
+        scale_attn_channels: width of the scale-attention head (official ``MODEL.SEGATTN_BOT_CH``); None
+            builds no head (plain HRNetV2-OCR: no ``scale_attn`` output, no :meth:`forward_multiscale`).
         dropout: Dropout2d rate after the OCR fusion conv.
+        align_corners: ``align_corners`` of every bilinear resize (trunk fuse layers, branch concatenation,
+            logits to the input size): False in NVIDIA's code, True in HRNet/HRNet-Semantic-Segmentation's.
 
     ``forward(x)`` → logits [N, K, H, W] at the input size (one scale; a plain tensor, export-friendly).
     ``forward(x, return_aux=True)`` → :class:`SegmentationOutput` with ``logits``, ``aux_logits`` (soft
-    object regions) and ``scale_attn`` ([N, 1, H, W]), all resized to the input size.
+    object regions) and ``scale_attn`` ([N, 1, H, W]; None without the head), all resized to the input size.
     ``forward_multiscale(x, scales)`` → the hierarchical multi-scale combination of the official evaluation.
     """
 
@@ -199,27 +208,32 @@ class HRNetOCR(nn.Module, PsaModelMixin):
         in_chans: int = 3,
         ocr_mid_channels: int = 512,
         ocr_key_channels: int = 256,
-        scale_attn_channels: int = 256,
+        scale_attn_channels: int | None = 256,
         dropout: float = 0.05,
+        align_corners: bool = False,
     ):
         super().__init__()
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
         self.num_classes = num_classes
+        self.align_corners = bool(align_corners)
+        fuse_upsample = "bilinear_align_corners" if self.align_corners else "bilinear"
         self.backbone = HRNet(
-            spec, attn, attn_kwargs, in_chans=in_chans, fuse_upsample="bilinear", multi_scale_output=True
+            spec, attn, attn_kwargs, in_chans=in_chans, fuse_upsample=fuse_upsample, multi_scale_output=True
         )
         self.in_chans = in_chans
         self.num_features = sum(self.backbone.spec.stage4.out_channels)
         self.ocr = OcrHead(self.num_features, num_classes, ocr_mid_channels, ocr_key_channels, dropout)
-        self.scale_attn = ScaleAttentionHead(ocr_mid_channels, scale_attn_channels)
+        self.scale_attn = (
+            None if scale_attn_channels is None else ScaleAttentionHead(ocr_mid_channels, scale_attn_channels)
+        )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """x [N, in_chans, H, W] → all trunk branches resized to stride 4 and concatenated
         [N, sum(widths), ⌈H/4⌉, ⌈W/4⌉] (the official backbone's third return value)."""
         branches = self.backbone.forward_features(x)
         size = branches[0].shape[-2:]
-        return torch.cat([branches[0]] + [_resize(b, size) for b in branches[1:]], dim=1)
+        return torch.cat([branches[0]] + [_resize(b, size, self.align_corners) for b in branches[1:]], dim=1)
 
     def forward(self, x: torch.Tensor, return_aux: bool = False) -> torch.Tensor | SegmentationOutput:
         """Single-scale pass (official ``MscaleOCR._fwd``).
@@ -229,15 +243,18 @@ class HRNetOCR(nn.Module, PsaModelMixin):
             return_aux: also return the auxiliary logits and the scale-attention map.
         Returns:
             logits [N, K, H, W], or ``SegmentationOutput(logits, aux_logits [N, K, H, W],
-            scale_attn [N, 1, H, W])`` with ``return_aux``.
+            scale_attn [N, 1, H, W] or None)`` with ``return_aux``.
         """
         size = x.shape[-2:]
         cls, aux, ocr_feats = self.ocr(self.forward_features(x))
-        logits = _resize(cls, size)
+        logits = _resize(cls, size, self.align_corners)
         if not return_aux:
             return logits
+        scale_attn = None
+        if self.scale_attn is not None:
+            scale_attn = _resize(self.scale_attn(ocr_feats), size, self.align_corners)
         return SegmentationOutput(
-            logits=logits, aux_logits=_resize(aux, size), scale_attn=_resize(self.scale_attn(ocr_feats), size)
+            logits=logits, aux_logits=_resize(aux, size, self.align_corners), scale_attn=scale_attn
         )
 
     def forward_scale(self, x: torch.Tensor, scale: float) -> SegmentationOutput:
@@ -267,6 +284,11 @@ class HRNetOCR(nn.Module, PsaModelMixin):
             combined logits [N, K, H, W] (``scale_attn`` of the output is None: there is one map per scale,
             see :meth:`forward_scale`).
         """
+        if self.scale_attn is None:
+            raise ValueError(
+                "this HRNetV2-OCR has no scale-attention head (scale_attn_channels=None), so there is no "
+                "hierarchical multi-scale combination; run forward() per scale (or forward_scale) instead"
+            )
         scales = self._check_scales(scales)
         pred = aux = None
         for s in scales:

@@ -349,9 +349,11 @@ def deeplabv3plus_r101_psa(pretrained: bool = False, **kwargs) -> nn.Module:
     return _deeplab("deeplabv3plus_r101_psa", "resnet101", pretrained, kwargs, attn="psa_p")
 
 
-# --- HRNetV2-W48 + OCR (Yuan et al., 2020), with NVIDIA's multi-scale attention head -----------------------
-def _hrnet_ocr(name: str, pretrained: bool, kwargs: dict, attn=None) -> nn.Module:
-    return build_model(name, HRNetOCR, pretrained, kwargs, spec="w48", num_classes=19, attn=attn)
+# --- HRNetV2-W48 + OCR (Yuan et al., 2020): NVIDIA's with multi-scale attention, and the plain one ----------
+def _hrnet_ocr(name: str, pretrained: bool, kwargs: dict, attn=None, **arch_kwargs) -> nn.Module:
+    return build_model(
+        name, HRNetOCR, pretrained, kwargs, spec="w48", num_classes=19, attn=attn, **arch_kwargs
+    )
 
 
 _HRNETV2_W48_OCR_CFG = _cityscapes_cfg("hrnetv2_w48_ocr", _MSCALE_NOTE)
@@ -373,6 +375,52 @@ _HRNETV2_W48_OCR_CFG = _cityscapes_cfg("hrnetv2_w48_ocr", _MSCALE_NOTE)
 def hrnetv2_w48_ocr(pretrained: bool = False, **kwargs) -> nn.Module:
     """HRNetV2-W48 + OCR with the scale-attention head, 19 Cityscapes classes."""
     return _hrnet_ocr("hrnetv2_w48_ocr", pretrained, kwargs)
+
+
+_HRSEG_REPO = "HRNet/HRNet-Semantic-Segmentation"
+_HRSEG_RELEASES = "github.com/hsfzxjy/models.storage/releases/download/HRNet-OCR"
+_HRNETV2_W48_OCR_PLAIN_CFG = _cityscapes_cfg(
+    "hrnetv2_w48_ocr_plain",
+    f"plain OCR as in {_HRSEG_REPO} (branch HRNet-OCR): no scale-attention head, align_corners=True",
+)
+
+
+def _hrseg_tag(tag: str, checkpoint: str, miou: float, dataset: str, protocol: str) -> PretrainedCfg:
+    return _HRNETV2_W48_OCR_PLAIN_CFG.with_tag(
+        tag,
+        source=f"{_HRSEG_REPO} README (branch HRNet-OCR): {_HRSEG_RELEASES}/{checkpoint}",
+        convert_format="hrnet-ocr",
+        license="MIT (code of the source repository)",
+        metrics=(Metric("mIoU", miou, dataset, protocol, f"reported by {_HRSEG_REPO} README"),),
+        status="convertible",
+    )
+
+
+@register_model(
+    _HRNETV2_W48_OCR_PLAIN_CFG,
+    tags=(
+        _hrseg_tag(
+            "cityscapes",
+            "hrnet_ocr_cs_8162_torch11.pth",
+            81.6,
+            "Cityscapes val",
+            "trained on train (1024×512 crops); evaluated at 2048×1024, single scale, no flip",
+        ),
+        _hrseg_tag(
+            "cityscapes_trainval",
+            "hrnet_ocr_cs_trainval_8227_torch11.pth",
+            82.3,
+            "Cityscapes test",
+            "trained on train+val; multi-scale 0.5–1.75 (step 0.25) + flip, sliding 1024×2048 windows",
+        ),
+    ),
+)
+def hrnetv2_w48_ocr_plain(pretrained: bool = False, **kwargs) -> nn.Module:
+    """HRNetV2-W48 + OCR as released by HRNet/HRNet-Semantic-Segmentation: no scale-attention head, every
+    bilinear resize with ``align_corners=True``, 19 Cityscapes classes."""
+    return _hrnet_ocr(
+        "hrnetv2_w48_ocr_plain", pretrained, kwargs, scale_attn_channels=None, align_corners=True
+    )
 
 
 _HRNETV2_W48_OCR_PSA_P_CFG = _cityscapes_cfg("hrnetv2_w48_ocr_psa_p", _MSCALE_NOTE)

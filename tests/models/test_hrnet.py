@@ -9,6 +9,7 @@ from psa_zoo.layers import PsaP
 from psa_zoo.models.backbones.hrnet import (
     HRNET_PRESETS,
     HRNet,
+    HRNetModule,
     HRNetSpec,
     StageSpec,
     filter_timm_state_dict,
@@ -102,7 +103,7 @@ def test_nearest_trunk_reproduces_timm_numerically():
         torch.testing.assert_close(a, e)
 
 
-@pytest.mark.parametrize("fuse_upsample", ["nearest", "bilinear"])
+@pytest.mark.parametrize("fuse_upsample", ["nearest", "bilinear", "bilinear_align_corners"])
 @pytest.mark.parametrize("multi_scale_output", [True, False])
 def test_odd_input_sizes_give_ceil_rounded_branches(fuse_upsample, multi_scale_output):
     model = HRNet(TINY, fuse_upsample=fuse_upsample, multi_scale_output=multi_scale_output).eval()
@@ -123,6 +124,21 @@ def test_fuse_upsample_mode_changes_the_output():
         a, b = nearest(x), bilinear(x)
     assert [t.shape for t in a] == [t.shape for t in b]
     assert not torch.allclose(a[0], b[0], atol=1e-3)
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_bilinear_fuse_resizes_the_lower_branch_with_the_chosen_align_corners(align_corners):
+    mode = "bilinear_align_corners" if align_corners else "bilinear"
+    stage = TINY.stage2
+    module = HRNetModule((8, 16), stage, attn_layer=None, fuse_upsample=mode).eval()
+    xs = [torch.randn(1, 8, 12, 10), torch.randn(1, 16, 6, 5)]
+    with torch.no_grad():
+        out = module([x.clone() for x in xs])
+        high, low = (branch(x) for branch, x in zip(module.branches, xs, strict=True))
+        up = torch.nn.functional.interpolate(
+            module.fuse_layers[0][1](low), size=(12, 10), mode="bilinear", align_corners=align_corners
+        )
+    torch.testing.assert_close(out[0], torch.relu(high + up))
 
 
 def test_multi_scale_output_false_builds_only_the_first_fuse_row():

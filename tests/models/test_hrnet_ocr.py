@@ -21,7 +21,7 @@ def _num_params(module: torch.nn.Module) -> int:
 
 
 def _tiny(**kwargs) -> HRNetOCR:
-    return HRNetOCR(TINY, num_classes=5, **TINY_HEADS, **kwargs).eval()
+    return HRNetOCR(TINY, num_classes=5, **(TINY_HEADS | kwargs)).eval()
 
 
 @pytest.mark.parametrize("attn", ["psa_s", "psa_p"])
@@ -30,7 +30,9 @@ def test_parameter_counts_match_the_released_model(attn):
     with torch.device("meta"):
         model = HRNetOCR("w48", attn=attn)
         plain = HRNetOCR("w48")
+        no_scale_head = HRNetOCR("w48", scale_attn_channels=None)
     assert _num_params(model) == total
+    assert _num_params(plain) - _num_params(no_scale_head) == scale_attn
     parts = (model.backbone, model.ocr, model.scale_attn)
     assert tuple(map(_num_params, parts)) == (trunk, ocr, scale_attn)
     assert _num_params(model) - _num_params(plain) == psa
@@ -86,6 +88,30 @@ def test_multiscale_handles_odd_sizes_and_checks_scales():
     for bad in ([0.5, 2.0], [], [1.0, -1.0], [1.0, 1.0]):
         with pytest.raises(ValueError, match=r"including 1\.0"):
             model.forward_multiscale(x, scales=bad)
+
+
+def test_plain_ocr_has_no_scale_attention_and_no_hierarchical_multiscale():
+    plain = _tiny(scale_attn_channels=None, align_corners=True)
+    mscale = _tiny()
+    assert plain.scale_attn is None
+    assert _num_params(mscale) - _num_params(plain) == _num_params(mscale.scale_attn)
+    x = torch.randn(1, 3, 48, 80)
+    with torch.no_grad():
+        out = plain(x, return_aux=True)
+        assert out.scale_attn is None and out.logits.shape == out.aux_logits.shape == (1, 5, 48, 80)
+        assert plain.forward_scale(x, 0.5).logits.shape == (1, 5, 24, 40)
+        with pytest.raises(ValueError, match="no scale-attention head"):
+            plain.forward_multiscale(x)
+
+
+def test_align_corners_reaches_the_trunk_and_every_resize():
+    model = _tiny(align_corners=True)
+    assert model.backbone.fuse_upsample == "bilinear_align_corners"
+    other = _tiny(align_corners=False)
+    other.load_state_dict(model.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert not torch.allclose(model(x), other(x), atol=1e-4)
 
 
 def test_dropout_acts_only_in_training():

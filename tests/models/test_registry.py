@@ -15,6 +15,8 @@ PAPER_NAMES = {
     "deeplabv3plus_mbv2_psa", "deeplabv3plus_r50_psa", "deeplabv3plus_r101_psa", "hrnetv2_w48_ocr",
     "hrnetv2_w48_ocr_psa_p", "hrnetv2_w48_ocr_psa_s",
 }  # fmt: skip
+# Official baseline releases registered beside the paper's names (their own architecture variant).
+RELEASE_NAMES = {"hrnetv2_w48_ocr_plain"}
 
 # Official parameter counts (fixture READMEs in ../shared, computed from the official code) and the
 # PSA additions (2C² + C per PSA_p block, 1.6875C² + 2.375C per PSA_s block).
@@ -32,6 +34,8 @@ EXACT_PARAMS = {
     "deeplabv3plus_r101": 58_753_973,
     "hrnetv2_w48_ocr_psa_p": 78_498_630,
     "hrnetv2_w48_ocr_psa_s": 77_527_974,
+    # the PSA_s model less its PSA blocks and its scale-attention head (both counted in the fixture README)
+    "hrnetv2_w48_ocr_plain": 77_527_974 - 5_384_544 - 1_770_752,
 }
 
 
@@ -40,7 +44,7 @@ def _params(model: torch.nn.Module) -> int:
 
 
 def test_every_paper_model_is_registered():
-    assert set(psa_zoo.list_models()) == PAPER_NAMES
+    assert set(psa_zoo.list_models()) == PAPER_NAMES | RELEASE_NAMES
     assert psa_zoo.list_models("hrnet_w48*") == ["hrnet_w48", "hrnet_w48_psa_p", "hrnet_w48_psa_s"]
     assert psa_zoo.list_models("*_psa*") == sorted(n for n in PAPER_NAMES if "_psa" in n)
     assert psa_zoo.list_models("nothing*") == []

@@ -13,8 +13,10 @@ Module names follow the official HRNet code (leoxiaobin/deep-high-resolution-net
 the differences between the official code bases:
 
 * ``fuse_upsample``: the pose code upsamples lower-resolution branches in the fuse layers with
-  ``nn.Upsample(mode="nearest")``; the segmentation code with bilinear ``F.interpolate``
-  (``align_corners=False``). Both are done here with ``F.interpolate`` to the exact size of the target
+  ``nn.Upsample(mode="nearest")``; the segmentation code with bilinear ``F.interpolate``, with
+  ``align_corners=False`` in NVIDIA's code (``"bilinear"``) and ``align_corners=True`` in
+  HRNet/HRNet-Semantic-Segmentation's (``MODEL.ALIGN_CORNERS`` defaults to True there:
+  ``"bilinear_align_corners"``). All are done here with ``F.interpolate`` to the exact size of the target
   branch, so any input size works (odd sizes included); for sizes divisible by 32 "nearest" equals the
   official scale-factor upsampling.
 * ``multi_scale_output``: the pose code's last stage-4 module only fuses into the highest-resolution
@@ -49,7 +51,7 @@ __all__ = [
 
 _BN_MOMENTUM = 0.1  # official HRNet code (BN_MOMENTUM = 0.1, i.e. PyTorch's default)
 _BLOCKS = ("basic", "bottleneck")
-_FUSE_UPSAMPLE = ("nearest", "bilinear")
+_FUSE_UPSAMPLE = ("nearest", "bilinear", "bilinear_align_corners")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -358,7 +360,7 @@ class HRNetModule(nn.Module):
 def _resize(x: torch.Tensor, size: Sequence[int], mode: str) -> torch.Tensor:
     if mode == "nearest":
         return F.interpolate(x, size=tuple(size), mode="nearest")
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=mode == "bilinear_align_corners")
 
 
 def _make_transition(prev_chs: Sequence[int], cur_chs: Sequence[int]) -> nn.ModuleList:
@@ -395,7 +397,8 @@ class HRNet(nn.Module):
             constructor taking ``channels`` first, or None (no slot, no attention parameters).
         attn_kwargs: keyword arguments bound to ``attn`` (e.g. ``{"init": "hrnet"}`` for PSA).
         in_chans: input channels; a forward with another channel count raises ``ValueError``.
-        fuse_upsample: ``"nearest"`` (official pose HRNet, timm) or ``"bilinear"`` (official segmentation).
+        fuse_upsample: ``"nearest"`` (official pose HRNet, timm), ``"bilinear"`` (NVIDIA / PSA segmentation,
+            ``align_corners=False``) or ``"bilinear_align_corners"`` (HRNet/HRNet-Semantic-Segmentation).
         multi_scale_output: keep all four outputs of the last module (True) or only the highest-resolution
             one (False, official pose HRNet).
 
