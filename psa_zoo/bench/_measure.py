@@ -10,7 +10,7 @@ import contextlib
 import statistics
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -77,6 +77,25 @@ def peak_memory(fn: Callable[[], object]) -> int:
     with tracker:
         fn()
     return tracker.peak
+
+
+def saved_for_backward(fn: Callable[[], object], exclude: Iterable[torch.Tensor] = ()) -> int:
+    """Bytes of the tensor storages autograd keeps for the backward pass of the graph ``fn`` builds (each
+    storage once), leaving out those of ``exclude`` (the input and the parameters, which exist anyway).
+    This is the activation memory a module holds from its forward until its backward.
+    """
+    excluded = {t.untyped_storage().data_ptr() for t in exclude}
+    saved: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in excluded:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        fn()
+    return sum(saved.values())
 
 
 def _sdpa_flops(query_shape, key_shape, value_shape, *args, **kwargs) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..layers import create_attn, list_attn
-from ._measure import count_flops, peak_memory, time_interleaved
+from ._measure import count_flops, peak_memory, saved_for_backward, time_interleaved
 
 Shape = tuple[int, int, int, int]
 
@@ -88,6 +88,11 @@ def _forward_backward(module: torch.nn.Module, x: torch.Tensor) -> Callable[[], 
     return run
 
 
+def _saved(module: torch.nn.Module, x: torch.Tensor) -> int:
+    """Activation bytes ``module`` keeps for backward, besides its input and parameters."""
+    return saved_for_backward(lambda: module(x), exclude=(x, *module.parameters()))
+
+
 def _build(block: str, channels: int, **kwargs) -> torch.nn.Module:
     return create_attn(block, channels, **kwargs).train()
 
@@ -123,6 +128,7 @@ def bench_blocks(cfg: BenchConfig) -> list[Row]:
             Row(
                 "blocks", block, shape, "peak_mb_fwd_bwd", _mb(peak_memory(_forward_backward(module, x_grad)))
             ),
+            Row("blocks", block, shape, "saved_mb", _mb(_saved(module, x_grad))),
         ]
     return rows
 
@@ -289,6 +295,7 @@ _BLOCK_COLUMNS = (
     "fwd_bwd_ms",
     "peak_mb_fwd",
     "peak_mb_fwd_bwd",
+    "saved_mb",
 )
 
 
@@ -309,9 +316,9 @@ def to_markdown(rows: list[Row]) -> str:
         out += [f"### Attention blocks at input {shape} (N×C×H×W)", ""]
         out.append(
             "| block | params | GFLOPs fwd (as run) | GFLOPs fwd (straightforward form) "
-            "| fwd ms | fwd+bwd ms | peak MB fwd | peak MB fwd+bwd |"
+            "| fwd ms | fwd+bwd ms | peak MB fwd | peak MB fwd+bwd | MB kept for backward |"
         )
-        out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for block in dict.fromkeys(r.block for r in blocks):
             values = {r.metric: r.value for r in blocks if r.block == block}
             out.append(f"| {block} | " + " | ".join(_fmt(values.get(m), m) for m in _BLOCK_COLUMNS) + " |")

@@ -2,7 +2,8 @@
 
 For each case the model is timed three ways in one interleaved run: with the attention of its name
 (fast PSA), with ``attn=None`` (the baseline), and with PSA's straightforward form
-(``attn_kwargs={"impl": "reference"}``). The PSA overhead is ``t_attn / t_none − 1``.
+(``attn_kwargs={"impl": "reference"}``). The PSA overhead is ``t_attn / t_none − 1``. Each variant's
+training memory is the peak tensor memory of one forward + backward in training mode at the same input.
 When segmentation_models_pytorch is installed, its DeepLabV3+ (ResNet-101, output stride 16, rates
 6/12/18, non-separable ASPP) is timed beside ours on the same input.
 """
@@ -51,6 +52,7 @@ class ModelRow:
     params: int
     latency_ms: float
     peak_mb: float
+    train_peak_mb: float | None = None  # forward + backward in training mode
     overhead: float | None = None  # latency relative to the baseline: attn=None, or smp for "ours"
     target: str = ""
     passed: bool | None = None
@@ -60,6 +62,18 @@ def _forward(model: torch.nn.Module, x: torch.Tensor):
     def run() -> object:
         with torch.no_grad():
             return model(x)
+
+    return run
+
+
+def _train_step(model: torch.nn.Module, x: torch.Tensor):
+    def run() -> None:
+        model.train()
+        try:
+            model(x).sum().backward()
+        finally:
+            model.zero_grad(set_to_none=True)
+            model.eval()
 
     return run
 
@@ -96,7 +110,8 @@ def bench_case(case: ModelCase, repeats: int, warmup: int) -> list[ModelRow]:
         rows.append(
             ModelRow(
                 case.name, case.batch, shape, variant, sum(p.numel() for p in model.parameters()),
-                times[variant] * 1e3, peak_memory(_forward(model, x)) / 2**20, overhead,
+                times[variant] * 1e3, peak_memory(_forward(model, x)) / 2**20,
+                peak_memory(_train_step(model, x)) / 2**20, overhead,
             )
         )  # fmt: skip
     fast, reference = rows[0], rows[2]
@@ -124,7 +139,7 @@ def bench_smp(repeats: int, warmup: int, batch: int = 2, size: int = 512) -> lis
         params = sum(p.numel() for p in model.parameters())
         memory = peak_memory(_forward(model, x)) / 2**20
         return ModelRow(
-            name, batch, shape, variant, params, times[variant] * 1e3, memory, overhead, target, passed
+            name, batch, shape, variant, params, times[variant] * 1e3, memory, None, overhead, target, passed
         )
 
     return [
@@ -152,15 +167,22 @@ def run_model_benchmark(
 
 def to_markdown(rows: list[ModelRow]) -> str:
     lines = [
-        "| model | input | variant | params (M) | latency ms | peak MB | vs baseline | target | met |",
-        "|---|---|---|---:|---:|---:|---:|---|---|",
+        "| model | input | variant | params (M) | latency ms | peak MB | vs baseline | target | met "
+        "| train peak MB | train memory vs baseline |",
+        "|---|---|---|---:|---:|---:|---:|---|---|---:|---:|",
     ]
+    baselines = {r.name: r.train_peak_mb for r in rows if r.variant == "none"}
     for r in rows:
         overhead = "" if r.overhead is None else f"{r.overhead:+.1%}"
         met = "" if r.passed is None else ("yes" if r.passed else "**no**")
+        train = "" if r.train_peak_mb is None else f"{r.train_peak_mb:,.0f}"
+        base = baselines.get(r.name)
+        train_overhead = (
+            f"{r.train_peak_mb / base - 1:+.1%}" if r.train_peak_mb and base and r.variant != "none" else ""
+        )
         lines.append(
             f"| {r.name} | {r.input} | {r.variant} | {r.params / 1e6:.2f} | {r.latency_ms:,.0f} | "
-            f"{r.peak_mb:,.0f} | {overhead} | {r.target} | {met} |"
+            f"{r.peak_mb:,.0f} | {overhead} | {r.target} | {met} | {train} | {train_overhead} |"
         )
     return "\n".join(lines) + "\n"
 

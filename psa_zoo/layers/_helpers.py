@@ -25,35 +25,89 @@ def check_impl(impl: str) -> str:
     return impl
 
 
+class _ParallelGates(torch.autograd.Function):
+    """``x ⊙ channel_gate + x ⊙ spatial_gate`` that saves only its inputs for backward.
+
+    Plain autograd on ``x * (channel_gate + spatial_gate)`` keeps the broadcast gate sum, a tensor as large
+    as ``x``, until the backward pass; here backward works from the small gates instead, so a PSA block
+    holds one input-sized buffer less while training.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, channel_gate: torch.Tensor, spatial_gate: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, channel_gate, spatial_gate)
+        # x·a + x·s in one fresh buffer; in-place on it (no ``out=``), so torch.export can trace it
+        return (x * channel_gate).addcmul_(x, spatial_gate)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        x, channel_gate, spatial_gate = ctx.saved_tensors
+        grad_x = grad_channel = grad_spatial = None
+        if ctx.needs_input_grad[0]:
+            grad_x = (grad_out * channel_gate).addcmul_(grad_out, spatial_gate)
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            grad_times_x = grad_out * x
+            if ctx.needs_input_grad[1]:
+                grad_channel = grad_times_x.sum(dim=(2, 3), keepdim=True)
+            if ctx.needs_input_grad[2]:
+                grad_spatial = grad_times_x.sum(dim=1, keepdim=True)
+        return grad_x, grad_channel, grad_spatial
+
+
+class _SequentialGates(torch.autograd.Function):
+    """``x ⊙ channel_gate ⊙ spatial_gate`` that saves only its inputs for backward (see
+    :class:`_ParallelGates`)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, channel_gate: torch.Tensor, spatial_gate: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, channel_gate, spatial_gate)
+        return (x * channel_gate).mul_(spatial_gate)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        x, channel_gate, spatial_gate = ctx.saved_tensors
+        grad_x = grad_channel = grad_spatial = None
+        if ctx.needs_input_grad[0]:
+            grad_x = (grad_out * channel_gate).mul_(spatial_gate)
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            n, c = x.shape[:2]
+            grad_times_x = (grad_out * x).flatten(2)  # [N, C, HW]
+            if ctx.needs_input_grad[1]:  # Σ_hw g·x·s: one matrix-vector product per sample
+                grad_channel = torch.bmm(grad_times_x, spatial_gate.reshape(n, -1, 1)).view(n, c, 1, 1)
+            if ctx.needs_input_grad[2]:  # Σ_c g·x·a
+                grad_spatial = torch.bmm(channel_gate.reshape(n, 1, c), grad_times_x).view_as(spatial_gate)
+        return grad_x, grad_channel, grad_spatial
+
+
+def _gate_args(x: torch.Tensor, channel_gate: torch.Tensor, spatial_gate: torch.Tensor) -> tuple:
+    n, c, h, w = x.shape
+    if channel_gate.shape != (n, c, 1, 1) or spatial_gate.shape != (n, 1, h, w):
+        raise ValueError(
+            f"gates must be [N, C, 1, 1] and [N, 1, H, W] for x {tuple(x.shape)}, got "
+            f"{tuple(channel_gate.shape)} and {tuple(spatial_gate.shape)}"
+        )
+    return x, channel_gate.to(x.dtype), spatial_gate.to(x.dtype)
+
+
 def apply_parallel_gates(
     x: torch.Tensor, channel_gate: torch.Tensor, spatial_gate: torch.Tensor
 ) -> torch.Tensor:
-    """``x ⊙ channel_gate + x ⊙ spatial_gate`` as one product ``x ⊙ (channel_gate + spatial_gate)``.
+    """``x ⊙ channel_gate + x ⊙ spatial_gate``.
 
     Args:
         x: [N, C, H, W]; channel_gate: [N, C, 1, 1]; spatial_gate: [N, 1, H, W].
-    Returns: [N, C, H, W] in the dtype and memory format of ``x``. Without autograd the gate buffer is
-    reused for the product (one allocation instead of two).
+    Returns: [N, C, H, W] in the dtype and memory format of ``x``, written into one fresh buffer. For
+    backward only ``x`` and the gates are kept (no input-sized product of the gates).
     """
-    channel_gate, spatial_gate = channel_gate.to(x.dtype), spatial_gate.to(x.dtype)
-    if torch.is_grad_enabled():
-        return x * (channel_gate + spatial_gate)
-    out = torch.empty_like(x)
-    torch.add(channel_gate, spatial_gate, out=out)
-    return out.mul_(x)
+    return _ParallelGates.apply(*_gate_args(x, channel_gate, spatial_gate))
 
 
 def apply_sequential_gates(
     x: torch.Tensor, channel_gate: torch.Tensor, spatial_gate: torch.Tensor
 ) -> torch.Tensor:
-    """``(x ⊙ channel_gate) ⊙ spatial_gate`` with the same shapes and buffer reuse as
+    """``(x ⊙ channel_gate) ⊙ spatial_gate`` with the shapes, buffer use and backward of
     :func:`apply_parallel_gates`."""
-    channel_gate, spatial_gate = channel_gate.to(x.dtype), spatial_gate.to(x.dtype)
-    if torch.is_grad_enabled():
-        return x * (channel_gate * spatial_gate)
-    out = torch.empty_like(x)
-    torch.mul(channel_gate, spatial_gate, out=out)
-    return out.mul_(x)
+    return _SequentialGates.apply(*_gate_args(x, channel_gate, spatial_gate))
 
 
 def init_psa_convs(convs: list[torch.nn.Conv2d], all_convs: list[torch.nn.Conv2d], init: str) -> None:

@@ -1,7 +1,7 @@
 import torch
 import torch.nn.functional as F
 
-from psa_zoo.bench._measure import count_flops, peak_memory, time_interleaved
+from psa_zoo.bench._measure import count_flops, peak_memory, saved_for_backward, time_interleaved
 
 
 def test_peak_memory_sees_temporaries_and_their_release():
@@ -54,3 +54,18 @@ def test_peak_memory_ignores_views_of_existing_tensors():
 
     assert peak_memory(lambda: weight.view(256, 1024).t()) == 0
     assert peak_memory(lambda: weight.view(-1) * 2) == 512 * 512 * 4
+
+
+def test_saved_for_backward_counts_saved_storages_once_without_exclusions_and_parameters():
+    a = torch.randn(64, 64, requires_grad=True)  # 16 KiB
+    b = torch.randn(64, 64, requires_grad=True)
+    assert saved_for_backward(lambda: a * b) == 2 * a.nbytes  # mul saves both factors
+    assert saved_for_backward(lambda: a * b, exclude=(a,)) == b.nbytes
+    assert saved_for_backward(lambda: a * a) == a.nbytes  # one storage, saved twice
+    linear = torch.nn.Linear(64, 32)
+    weights = (a, *linear.parameters())
+    assert saved_for_backward(lambda: linear(a), exclude=(a,)) == linear.weight.nbytes
+    assert saved_for_backward(lambda: linear(a), exclude=weights) == 0
+    assert saved_for_backward(lambda: linear(a).exp(), exclude=weights) == 64 * 32 * 4  # exp keeps its output
+    with torch.no_grad():
+        assert saved_for_backward(lambda: a * b) == 0

@@ -7,7 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from psa_zoo.bench._measure import saved_for_backward
 from psa_zoo.layers import PsaP, PsaPaperP, PsaPaperS, PsaS, create_attn
+from psa_zoo.layers._helpers import apply_parallel_gates, apply_sequential_gates
 from tests.conftest import relative_error
 from tests.keylists import read_key_list
 
@@ -117,6 +119,43 @@ def test_fast_psa_matches_reference_without_autograd(name):
         expected = reference(x)
     assert out.is_contiguous(memory_format=torch.channels_last)
     assert relative_error(out, expected) < 1e-5
+
+
+@pytest.mark.parametrize("apply", [apply_parallel_gates, apply_sequential_gates])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gating_gradients_are_exact(apply, channels_last):
+    x = torch.randn(2, 6, 5, 4, dtype=torch.float64)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    channel = torch.rand(2, 6, 1, 1, dtype=torch.float64)
+    spatial = torch.rand(2, 1, 5, 4, dtype=torch.float64)
+    inputs = tuple(t.requires_grad_(True) for t in (x, channel, spatial))
+    assert torch.autograd.gradcheck(apply, inputs)
+    out = apply(*inputs)
+    plain = x * (channel + spatial) if apply is apply_parallel_gates else x * channel * spatial
+    torch.testing.assert_close(out, plain)
+    assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
+    grads = torch.autograd.grad(out, inputs, torch.ones_like(out))
+    expected = torch.autograd.grad(plain, inputs, torch.ones_like(plain))
+    for grad, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(grad, want)
+
+
+def test_gating_checks_gate_shapes():
+    x = torch.randn(2, 6, 5, 4)
+    with pytest.raises(ValueError, match=r"\[N, C, 1, 1\] and \[N, 1, H, W\]"):
+        apply_parallel_gates(x, torch.rand(2, 6, 1, 1), torch.rand(2, 1, 4, 5))
+
+
+@pytest.mark.parametrize("name", PSA_NAMES)
+def test_psa_keeps_no_input_sized_tensor_for_backward(name):
+    """Activation memory while training: the gating saves x and the small gates, not their broadcast
+    product. PSA_s additionally keeps its per-channel spatial softmax, C/2 × HW (half of x)."""
+    block = create_attn(name, 64)
+    x = torch.randn(2, 64, 32, 32, requires_grad=True)
+    saved = saved_for_backward(lambda: block(x), exclude=(x, *block.parameters()))
+    allowed = 0.5 * x.nbytes if name == "psa_s" else 0
+    assert saved <= allowed + 0.1 * x.nbytes
 
 
 def test_paper_bias_option_keeps_fast_equal_to_reference():
