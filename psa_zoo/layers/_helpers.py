@@ -89,6 +89,10 @@ def _gate_args(x: torch.Tensor, channel_gate: torch.Tensor, spatial_gate: torch.
     return x, channel_gate.to(x.dtype), spatial_gate.to(x.dtype)
 
 
+def _needs_graph(*tensors: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
 def apply_parallel_gates(
     x: torch.Tensor, channel_gate: torch.Tensor, spatial_gate: torch.Tensor
 ) -> torch.Tensor:
@@ -97,9 +101,15 @@ def apply_parallel_gates(
     Args:
         x: [N, C, H, W]; channel_gate: [N, C, 1, 1]; spatial_gate: [N, 1, H, W].
     Returns: [N, C, H, W] in the dtype and memory format of ``x``, written into one fresh buffer. For
-    backward only ``x`` and the gates are kept (no input-sized product of the gates).
+    backward only ``x`` and the gates are kept (no input-sized product of the gates); without autograd
+    the gate sum is formed in the output buffer and multiplied in place (the fewest passes over memory).
     """
-    return _ParallelGates.apply(*_gate_args(x, channel_gate, spatial_gate))
+    x, channel_gate, spatial_gate = _gate_args(x, channel_gate, spatial_gate)
+    if _needs_graph(x, channel_gate, spatial_gate):
+        return _ParallelGates.apply(x, channel_gate, spatial_gate)
+    out = torch.empty_like(x)
+    torch.add(channel_gate, spatial_gate, out=out)
+    return out.mul_(x)
 
 
 def apply_sequential_gates(
@@ -107,7 +117,12 @@ def apply_sequential_gates(
 ) -> torch.Tensor:
     """``(x ⊙ channel_gate) ⊙ spatial_gate`` with the shapes, buffer use and backward of
     :func:`apply_parallel_gates`."""
-    return _SequentialGates.apply(*_gate_args(x, channel_gate, spatial_gate))
+    x, channel_gate, spatial_gate = _gate_args(x, channel_gate, spatial_gate)
+    if _needs_graph(x, channel_gate, spatial_gate):
+        return _SequentialGates.apply(x, channel_gate, spatial_gate)
+    out = torch.empty_like(x)
+    torch.mul(channel_gate, spatial_gate, out=out)
+    return out.mul_(x)
 
 
 def init_psa_convs(convs: list[torch.nn.Conv2d], all_convs: list[torch.nn.Conv2d], init: str) -> None:

@@ -20,8 +20,8 @@ Parts (official widths for W48 in brackets):
 
 The plain HRNetV2-OCR of HRNet/HRNet-Semantic-Segmentation (branch HRNet-OCR, ``lib/models/seg_hrnet_ocr.py``)
 is the same network without ``scale_attn`` (``scale_attn_channels=None``) and with every bilinear resize
-(trunk fuse layers, branch concatenation, logits) at ``align_corners=True`` (``align_corners=True``; its
-``MODEL.ALIGN_CORNERS`` defaults to True and the OCR configs keep it).
+(trunk fuse layers, branch concatenation, logits) at ``align_corners=True`` (that code's
+``MODEL.ALIGN_CORNERS`` defaults to True and its OCR configs keep it).
 
 Sub-module names are the official NVIDIA ones, so an NVIDIA/PSA checkpoint maps by prefix renames only
 (``psa_zoo.convert.psa_nvidia``); the HRNet-Semantic-Segmentation layout differs in a few indices
@@ -44,7 +44,7 @@ __all__ = ["HRNetOCR", "ObjectAttention", "OcrHead", "ScaleAttentionHead", "Spat
 
 
 def _resize(x: torch.Tensor, size, align_corners: bool = False) -> torch.Tensor:
-    # every resize in the NVIDIA code is bilinear with cfg.MODEL.ALIGN_CORNERS = False
+    # every resize of both official codes is bilinear: MODEL.ALIGN_CORNERS False (NVIDIA) or True (HRNet)
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=align_corners)
 
 

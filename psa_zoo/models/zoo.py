@@ -404,14 +404,14 @@ def _hrseg_tag(tag: str, checkpoint: str, miou: float, dataset: str, protocol: s
             "hrnet_ocr_cs_8162_torch11.pth",
             81.6,
             "Cityscapes val",
-            "trained on train (1024×512 crops); evaluated at 2048×1024, single scale, no flip",
+            "trained on train (512×1024 crops); evaluated on full 1024×2048 images, single scale, no flip",
         ),
         _hrseg_tag(
             "cityscapes_trainval",
             "hrnet_ocr_cs_trainval_8227_torch11.pth",
             82.3,
             "Cityscapes test",
-            "trained on train+val; multi-scale 0.5–1.75 (step 0.25) + flip, sliding 1024×2048 windows",
+            "trained on train+val; multi-scale 0.5–1.75 (step 0.25) + flip, 1024×2048 sliding windows",
         ),
     ),
 )
