@@ -1,0 +1,36 @@
+"""The model benchmark on a small case: the three variants, their memory figures and the table."""
+
+import pytest
+
+from psa_zoo.bench.models import ModelCase, bench_case, to_markdown
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return bench_case(ModelCase("hrnet_w18_psa_p", 1, 256, 192, overhead_target=10.0), repeats=1, warmup=0)
+
+
+def test_three_variants_with_their_parameters(rows):
+    by_variant = {r.variant: r for r in rows}
+    assert list(by_variant) == ["attn", "none", "reference"]
+    assert by_variant["attn"].params == by_variant["reference"].params > by_variant["none"].params
+    assert by_variant["none"].overhead is None and by_variant["attn"].overhead is not None
+    assert by_variant["attn"].target and by_variant["attn"].passed is not None
+
+
+def test_training_memory_exceeds_inference_and_orders_the_variants(rows):
+    by_variant = {r.variant: r for r in rows}
+    for row in rows:
+        assert row.train_peak_mb > row.peak_mb > 0  # training keeps activations and gradients
+    # attention adds activations; the straightforward PSA form keeps its C/2 × HW maps on top
+    assert by_variant["none"].train_peak_mb < by_variant["attn"].train_peak_mb
+    assert by_variant["attn"].train_peak_mb < by_variant["reference"].train_peak_mb
+
+
+def test_table_reports_training_memory_against_the_baseline(rows):
+    table = to_markdown(rows).splitlines()
+    assert "train memory vs baseline" in table[0]
+    attn_row = next(line for line in table if "| attn |" in line)
+    base = next(r for r in rows if r.variant == "none").train_peak_mb
+    attn = next(r for r in rows if r.variant == "attn").train_peak_mb
+    assert attn_row.rstrip(" |").endswith(f"{attn / base - 1:+.1%}")
