@@ -28,19 +28,17 @@ defaults to True and the OCR configs keep it), which :func:`infer_config` sets. 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 
 import torch
 
 from ._common import unwrap_state_dict
-from .hrnet_pose import infer_trunk_config
+from .hrnet_pose import HRNET_TRUNK_KEY, infer_trunk_config
 
 __all__ = ["convert_state_dict", "infer_config"]
 
 _logger = logging.getLogger(__name__)
 
-_TRUNK_KEY = re.compile(r"^(conv[12]|bn[12]|layer1|transition[123]|stage[234])\.")
 _HEAD_RENAMES = (  # official prefix → psa_zoo prefix, first match wins
     ("conv3x3_ocr.0.", "ocr.conv3x3_ocr.0."),
     ("conv3x3_ocr.1.", "ocr.conv3x3_ocr.1.0."),
@@ -54,7 +52,7 @@ _CRITERION_PREFIX = "loss."
 
 
 def _rename(key: str) -> str | None:
-    if _TRUNK_KEY.match(key):
+    if HRNET_TRUNK_KEY.match(key):
         return f"backbone.{key}"
     for old, new in _HEAD_RENAMES:
         if key.startswith(old):

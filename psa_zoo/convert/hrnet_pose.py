@@ -5,8 +5,8 @@ files and ``final_state.pth`` are plain state dicts of ``PoseHighResolutionNet``
 names, so the conversion is the identity on keys; it strips a ``module.`` (DataParallel) prefix, unwraps a
 ``{"state_dict": ...}`` checkpoint dict and rejects keys that belong to no part of the model.
 
-The trunk-inference helpers here (:func:`infer_trunk_config`, :func:`infer_attn`) are shared with
-``psa_nvidia`` (same trunk key grammar). Pure functions: no file I/O.
+The trunk helpers here (:data:`HRNET_TRUNK_KEY`, :func:`infer_trunk_config`, :func:`infer_attn`) are
+shared with ``psa_nvidia`` and ``hrnet_ocr`` (same trunk key grammar). Pure functions: no file I/O.
 """
 
 from __future__ import annotations
@@ -18,9 +18,17 @@ import torch
 
 from ._common import unwrap_state_dict
 
-__all__ = ["convert_state_dict", "infer_attn", "infer_config", "infer_trunk_config", "unwrap_state_dict"]
+__all__ = [
+    "HRNET_TRUNK_KEY",
+    "convert_state_dict",
+    "infer_attn",
+    "infer_config",
+    "infer_trunk_config",
+    "unwrap_state_dict",
+]
 
-_TRUNK_KEY = re.compile(r"^(conv[12]|bn[12]|layer1|transition[123]|stage[234])\.")
+# Keys of the HRNet trunk (stem, layer1, transitions, stages), shared by every official HRNet code base.
+HRNET_TRUNK_KEY = re.compile(r"^(conv[12]|bn[12]|layer1|transition[123]|stage[234])\.")
 _POSE_HEAD_KEY = re.compile(r"^final_layer\.(weight|bias)$")
 
 
@@ -92,7 +100,7 @@ def convert_state_dict(official_state_dict: Mapping) -> dict[str, torch.Tensor]:
     that belong neither to the trunk nor to ``final_layer``.
     """
     sd = unwrap_state_dict(official_state_dict)
-    unused = [k for k in sd if not (_TRUNK_KEY.match(k) or _POSE_HEAD_KEY.match(k))]
+    unused = [k for k in sd if not (HRNET_TRUNK_KEY.match(k) or _POSE_HEAD_KEY.match(k))]
     if unused:
         raise ValueError(f"keys not part of a pose HRNet (unused by the conversion): {unused}")
     if "final_layer.weight" not in sd:
