@@ -32,7 +32,8 @@ from collections.abc import Mapping
 
 import torch
 
-from ._common import unwrap_state_dict
+from ..models.hrnet_ocr import HRNetOCR
+from ._common import rename_checked, unwrap_state_dict
 from .hrnet_pose import HRNET_TRUNK_KEY, infer_trunk_config
 
 __all__ = ["convert_state_dict", "infer_config"]
@@ -72,33 +73,37 @@ def _model_keys(official_state_dict: Mapping) -> dict[str, torch.Tensor]:
     return sd
 
 
-def convert_state_dict(official_state_dict: Mapping) -> dict[str, torch.Tensor]:
-    """Official ``seg_hrnet_ocr`` state dict (``FullModel`` or bare, or a ``{"state_dict": ...}`` dict)
-    → plain ``HRNetOCR`` state dict.
-
-    Raises ``ValueError`` listing keys that belong to no part of the model (``last_layer.*`` of the
-    HRNetV2 model without OCR, the NVIDIA ``scale_attn.*`` head, anything else).
-    """
+def _checked_model_keys(official_state_dict: Mapping) -> dict[str, torch.Tensor]:
+    """:func:`_model_keys`, refusing other layouts with a hint at the right one."""
     sd = _model_keys(official_state_dict)
-    out, unused = {}, []
-    for key, value in sd.items():
-        new = _rename(key)
-        if new is None:
-            unused.append(key)
-        else:
-            out[new] = value
-    if unused:
+    foreign = [k for k in sd if _rename(k) is None]
+    if foreign:
         hint = ""
-        if any(k.startswith("last_layer.") for k in unused):
+        if any(k.startswith("last_layer.") for k in foreign):
             hint = " (last_layer.* belongs to HRNetV2 without OCR, which psa_zoo does not provide)"
-        elif any(k.startswith(("backbone.", "ocr.", "scale_attn.")) for k in unused):
+        elif any(k.startswith(("backbone.", "ocr.", "scale_attn.")) for k in foreign):
             hint = " (an NVIDIA / PSA MscaleOCR checkpoint: use --format psa-nvidia)"
-        raise ValueError(f"keys not part of an HRNetV2-OCR model (unused by the conversion){hint}: {unused}")
-    if "ocr.cls_head.weight" not in out or "backbone.conv1.weight" not in out:
+        raise ValueError(f"keys not part of an HRNetV2-OCR model (unused by the conversion){hint}: {foreign}")
+    if "cls_head.weight" not in sd or "conv1.weight" not in sd:
         raise ValueError(
             "cls_head.weight or conv1.weight is missing: not an HRNet-Semantic-Segmentation OCR state dict"
         )
-    return out
+    return sd
+
+
+def convert_state_dict(official_state_dict: Mapping) -> dict[str, torch.Tensor]:
+    """Official ``seg_hrnet_ocr`` state dict (``FullModel`` or bare, or a ``{"state_dict": ...}`` dict)
+    → state dict of ``HRNetOCR(**infer_config(sd))``.
+
+    Raises ``ValueError`` listing keys that belong to no part of the model (``last_layer.*`` of the
+    HRNetV2 model without OCR, the NVIDIA ``scale_attn.*`` head, anything else), and target keys that
+    stay unfilled or get another shape.
+    """
+    sd = _checked_model_keys(official_state_dict)
+    config = infer_config(sd)
+    with torch.device("meta"):
+        expected = {k: v.shape for k, v in HRNetOCR(**config).state_dict().items()}
+    return rename_checked(sd, _rename, expected, "plain HRNetOCR of the inferred configuration")
 
 
 def infer_config(official_state_dict: Mapping) -> dict:
@@ -106,14 +111,14 @@ def infer_config(official_state_dict: Mapping) -> dict:
 
     Returns ``{"spec", "attn", "in_chans", "num_classes", "ocr_mid_channels", "ocr_key_channels",
     "scale_attn_channels": None, "align_corners": True}``: trunk widths / blocks / modules from the trunk
-    keys, OCR widths and classes from the head shapes.
+    keys (official names, top level), OCR widths and classes from the head shapes.
     """
-    sd = convert_state_dict(official_state_dict)
-    config = infer_trunk_config(sd, prefix="backbone.")
+    sd = _checked_model_keys(official_state_dict)
+    config = infer_trunk_config(sd)
     config.update(
-        num_classes=int(sd["ocr.cls_head.weight"].shape[0]),
-        ocr_mid_channels=int(sd["ocr.conv3x3_ocr.0.weight"].shape[0]),
-        ocr_key_channels=int(sd["ocr.ocr_distri_head.object_context_block.f_pixel.0.weight"].shape[0]),
+        num_classes=int(sd["cls_head.weight"].shape[0]),
+        ocr_mid_channels=int(sd["conv3x3_ocr.0.weight"].shape[0]),
+        ocr_key_channels=int(sd["ocr_distri_head.object_context_block.f_pixel.0.weight"].shape[0]),
         scale_attn_channels=None,
         align_corners=True,
     )
