@@ -5,7 +5,8 @@
     >>> block = torch.hub.load("<checkout>", "attention_block", source="local", name="psa_p", channels=64)
 
 Every model entry point is ``name(pretrained=False, **kwargs)`` and takes the keyword arguments of
-``psa_zoo.create_model`` (``num_classes``, ``attn``, ``pretrained_tag``, ``pretrained_cfg_overlay``, ...).
+``psa_zoo.create_model`` (``num_classes``, ``attn``,
+``pretrained_cfg`` (a tag), ``pretrained_cfg_overlay``, ...).
 """
 
 import psa_zoo as _psa_zoo
@@ -24,9 +25,9 @@ def _entrypoint(name: str):
         f"{_psa_zoo.models.model_entrypoint(name).__doc__}\n\n"
         f"Task: {cfg.task}; input {cfg.input_size[1]}×{cfg.input_size[2]}; "
         f"{cfg.num_classes} outputs by default.\n"
-        f"Pretrained tags (``pretrained_tag=...``): {tags}.\n\n"
+        f"Pretrained tags (``pretrained_cfg=...``): {tags}.\n\n"
         "Args:\n"
-        "    pretrained: load the weights of ``pretrained_tag`` (see psa_zoo.create_model).\n"
+        "    pretrained: load the weights of the tag ``pretrained_cfg`` names (see psa_zoo.create_model).\n"
         "    **kwargs: keyword arguments of psa_zoo.create_model.\n"
         "Returns: nn.Module."
     )

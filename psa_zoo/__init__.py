@@ -2,10 +2,13 @@
 
 from . import layers, models
 from .layers import create_attn, list_attn
+from .metadata import ClassSet, KeypointSet, ModelMetadata
 from .models import (
     DeepLabV3Plus,
     HRNetOCR,
     HRNetPose,
+    PoseOutput,
+    PsaModel,
     SegmentationOutput,
     SimpleBaseline,
     create_model,
@@ -15,13 +18,17 @@ from .models import (
     list_pretrained,
     registered_in_timm,
 )
-
-__version__ = "0.1.0.dev0"
+from .version import __version__
 
 __all__ = [
+    "ClassSet",
     "DeepLabV3Plus",
     "HRNetOCR",
     "HRNetPose",
+    "KeypointSet",
+    "ModelMetadata",
+    "PoseOutput",
+    "PsaModel",
     "SegmentationOutput",
     "SimpleBaseline",
     "__version__",

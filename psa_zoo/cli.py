@@ -1,11 +1,121 @@
-"""``psa-zoo`` command line: thin wrappers over library functions."""
+"""``psa-zoo`` command line: thin wrappers over library functions.
+
+Every error is one line on stderr, ``psa-zoo <command>: error: <what was found>, <what was expected>;
+<what to do>``, with exit status 2 and no traceback. Options and output paths are checked before any
+measurement or conversion starts, so a wrong path fails in a second, not after minutes of benchmark.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from . import __version__
+
+EXIT_ERROR = 2
+
+_EPILOG = """\
+examples:
+  psa-zoo bench-attn --quick
+  psa-zoo convert pose_hrnet_w48_256x192.pth --format hrnet-pose --out hrnet_w48/
+
+run 'psa-zoo <command> --help' for the options of a command.
+"""
+_BENCH_ATTN_EPILOG = """\
+examples:
+  psa-zoo bench-attn --quick
+  psa-zoo bench-attn --blocks psa_p psa_s se --shape 2 256 64 64 --sections blocks --json blocks.json
+  psa-zoo bench-attn --sections scaling --sizes 32 64 128 --plot scaling.png --csv scaling.csv
+"""
+_BENCH_MODELS_EPILOG = """\
+examples:
+  psa-zoo bench-models --quick
+  psa-zoo bench-models --models hrnet_w48_psa_p --repeats 3 --no-smp --json models.json
+"""
+_CONVERT_EPILOG = """\
+examples:
+  psa-zoo convert best_deeplabv3plus_mobilenet_voc_os16.pth --format vainf-deeplab --output-stride 16 \\
+      --out deeplabv3plus_mbv2/
+  psa-zoo convert pose_hrnet_w32_256x192.pth --format hrnet-pose --arch hrnet_w32 --tag coco_256x192 \\
+      --out hrnet_w32/ --overwrite
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """``ArgumentParser`` whose usage errors are one line (argparse's own print the usage block first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
+def positive_int(text: str) -> int:
+    """``type=`` of counts and sizes: an integer ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected a positive integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"got {value}, expected a positive integer (≥ 1)")
+    return value
+
+
+def _check_writable_folder(folder: Path, what: str) -> None:
+    """Raise ``ValueError`` unless files can be created in ``folder`` (tried, so root and read-only
+    mounts are judged as the later write will be)."""
+    if not folder.exists():
+        raise ValueError(f"{what}: folder {folder} does not exist, expected an existing folder; create it")
+    if not folder.is_dir():
+        raise ValueError(f"{what}: {folder} is a file, expected a folder; choose another path")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ValueError(
+            f"{what}: folder {folder} is not writable ({error.strerror}), expected a writable folder; "
+            "choose another path or change its permissions"
+        ) from None
+
+
+def check_output_file(path: str | None, option: str) -> None:
+    """Raise ``ValueError`` now when ``path`` (the value of ``option``) could not be written later."""
+    if path is None:
+        return
+    target = Path(path)
+    what = f"{option} {path}"
+    if target.is_dir():
+        raise ValueError(f"{what} is a folder, expected a file path; give a file name inside it")
+    _check_writable_folder(target.parent, what)
+    if target.exists() and not os.access(target, os.W_OK):
+        raise ValueError(f"{what} is a read-only file, expected a writable one; choose another path")
+
+
+def check_output_folder(path: str, option: str) -> None:
+    """Raise ``ValueError`` now when the folder ``path`` could not be saved into later: the save writes a
+    temporary folder beside ``path`` and moves it in place, so the nearest existing parent must be a
+    writable folder. An existing file at ``path`` itself (and a folder that already holds a model) is left
+    to :func:`psa_zoo.convert.checkpoints.convert_checkpoint`, which refuses it."""
+    target = Path(path).absolute()
+    if target.exists() and not target.is_dir():
+        return
+    existing = target.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    _check_writable_folder(existing, f"{option} {path}")
+
+
+def _one_line(error: Exception) -> str:
+    """The message of ``error`` on one line; an OS error names the path and the reason."""
+    if isinstance(error, OSError) and error.strerror:
+        where = error.filename if error.filename is not None else "a file"
+        return f"{where}: {error.strerror}, expected a path that can be read or written; check it"
+    return " ".join(str(error).split())
 
 
 def _add_bench_attn(subparsers: argparse._SubParsersAction) -> None:
@@ -13,16 +123,27 @@ def _add_bench_attn(subparsers: argparse._SubParsersAction) -> None:
         "bench-attn",
         help="measure every attention block: params, FLOPs, time, memory, scaling, fast-vs-reference ratios",
         description="Benchmark the attention blocks on the CPU and print Markdown tables.",
+        epilog=_BENCH_ATTN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--quick", action="store_true", help="reduced sizes and repeats (about a minute)")
     p.add_argument(
-        "--shape", type=int, nargs=4, metavar=("N", "C", "H", "W"), help="input of the block table"
+        "--shape",
+        type=positive_int,
+        nargs=4,
+        metavar=("N", "C", "H", "W"),
+        help="input of the block table (section blocks)",
     )
     p.add_argument("--blocks", nargs="+", help="block names (default: all of list_attn())")
-    p.add_argument("--sizes", type=int, nargs="+", help="square map sides of the scaling sweep")
-    p.add_argument("--sweep-channels", type=int, help="channels of the scaling sweep")
-    p.add_argument("--repeats", type=int, help="timed repeats per measurement (median reported)")
-    p.add_argument("--threads", type=int, help="CPU threads (default 2)")
+    p.add_argument(
+        "--sizes",
+        type=positive_int,
+        nargs="+",
+        help="square map sides of the scaling sweep (section scaling)",
+    )
+    p.add_argument("--sweep-channels", type=positive_int, help="channels of the scaling sweep")
+    p.add_argument("--repeats", type=positive_int, help="timed repeats per measurement (median reported)")
+    p.add_argument("--threads", type=positive_int, help="CPU threads (default 2)")
     p.add_argument(
         "--sections",
         nargs="+",
@@ -31,14 +152,36 @@ def _add_bench_attn(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", metavar="PATH", help="also write every measurement as JSON")
     p.add_argument("--csv", metavar="PATH", help="also write every measurement as CSV")
-    p.add_argument("--plot", metavar="PATH", help="also write a PNG of time and memory vs H×W")
+    p.add_argument(
+        "--plot", metavar="PATH", help="also write a PNG of time and memory vs H×W (section scaling)"
+    )
     p.set_defaults(func=_run_bench_attn)
+
+
+def _check_bench_attn_args(args: argparse.Namespace) -> None:
+    """Options of a section that ``--sections`` leaves out would be ignored: refuse them instead."""
+    needs = {"--shape": "blocks", "--sizes": "scaling", "--sweep-channels": "scaling", "--plot": "scaling"}
+    for option, section in needs.items():
+        value = getattr(args, option[2:].replace("-", "_"))
+        if value is not None and section not in args.sections:
+            raise ValueError(
+                f"{option} is for the {section} section but --sections is {' '.join(args.sections)}, "
+                f"expected {section} among them; add it to --sections or drop {option}"
+            )
+    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
+        raise ValueError(
+            f"--plot {args.plot} given but matplotlib is not installed, expected it for the plot; "
+            "pip install 'psa_zoo[bench]' or drop --plot"
+        )
+    for option in ("json", "csv", "plot"):
+        check_output_file(getattr(args, option), f"--{option}")
 
 
 def _run_bench_attn(args: argparse.Namespace) -> int:
     from .bench import attention
     from .layers import get_attn
 
+    _check_bench_attn_args(args)
     cfg = attention.BenchConfig.quick() if args.quick else attention.BenchConfig()
     overrides = {
         "shape": tuple(args.shape) if args.shape else None,
@@ -58,8 +201,8 @@ def _run_bench_attn(args: argparse.Namespace) -> int:
         attention.write_json(rows, args.json)
     if args.csv:
         attention.write_csv(rows, args.csv)
-    if args.plot and not attention.write_plot(rows, args.plot):
-        print("matplotlib is not installed: no plot written (pip install 'psa_zoo[bench]')", file=sys.stderr)
+    if args.plot:
+        attention.write_plot(rows, args.plot)
     failed = [r for r in rows if r.passed is False]
     if failed:
         print(f"{len(failed)} target(s) not met on this machine (see the 'met' column).", file=sys.stderr)
@@ -71,11 +214,17 @@ def _add_bench_models(subparsers: argparse._SubParsersAction) -> None:
         "bench-models",
         help="CPU latency and memory of the paper's models, PSA overhead (fast vs straightforward), smp",
         description="Benchmark whole models on the CPU and print a Markdown table.",
+        epilog=_BENCH_MODELS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--quick", action="store_true", help="two small cases, one repeat (a smoke run)")
     p.add_argument("--models", nargs="+", help="limit to these model names (default cases only)")
-    p.add_argument("--repeats", type=int, default=5, help="timed repeats per variant (median reported)")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    p.add_argument(
+        "--repeats",
+        type=positive_int,
+        help="timed repeats per variant, median reported (default 5; 1 with --quick)",
+    )
+    p.add_argument("--threads", type=positive_int, default=2, help="CPU threads (default 2)")
     p.add_argument("--no-smp", action="store_true", help="skip the segmentation_models_pytorch comparison")
     p.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     p.set_defaults(func=_run_bench_models)
@@ -91,11 +240,14 @@ def _run_bench_models(args: argparse.Namespace) -> int:
     if args.models:
         unknown = sorted(set(args.models) - {c.name for c in cases})
         if unknown:
+            mode = " with --quick" if args.quick else ""
             raise ValueError(
-                f"no benchmark case for {', '.join(unknown)}; cases: {', '.join(c.name for c in cases)}"
+                f"--models {' '.join(unknown)}: no such benchmark case{mode}, "
+                f"expected one of {', '.join(c.name for c in cases)}; pick among those"
             )
         cases = tuple(c for c in cases if c.name in args.models)
-    repeats = 1 if args.quick else args.repeats
+    check_output_file(args.json, "--json")
+    repeats = args.repeats or (1 if args.quick else 5)
     print(f"Machine: {machine_description().split(',')[0]}, {args.threads} threads", flush=True)
     rows = bench_models.run_model_benchmark(
         cases, repeats=repeats, warmup=1, threads=args.threads, with_smp=not (args.no_smp or args.quick)
@@ -110,6 +262,7 @@ def _run_bench_models(args: argparse.Namespace) -> int:
 
 def _add_convert(subparsers: argparse._SubParsersAction) -> None:
     from .convert.checkpoints import FORMATS
+    from .models.deeplabv3plus import ASPP_RATES
 
     p = subparsers.add_parser(
         "convert",
@@ -117,27 +270,44 @@ def _add_convert(subparsers: argparse._SubParsersAction) -> None:
         description="Read an official .pth checkpoint (weights_only), infer the architecture from its keys "
         "and shapes (or take --arch), map every key (no silent drops) and write safetensors + config.json "
         "+ model card.",
+        epilog=_CONVERT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("src", help="official checkpoint (.pth)")
     p.add_argument("--format", required=True, choices=sorted(FORMATS), help="layout of the checkpoint")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder (refused when it holds a model already)")
+    p.add_argument("--overwrite", action="store_true", help="replace the model that --out already holds")
     p.add_argument("--arch", help="registered model name to convert into (default: inferred)")
     p.add_argument("--tag", help="pretrained tag the model card describes (e.g. coco_256x192)")
-    p.add_argument("--output-stride", type=int, help="DeepLabV3+ output stride (not stored in the keys)")
+    p.add_argument(
+        "--output-stride",
+        type=int,
+        choices=sorted(ASPP_RATES),
+        help="DeepLabV3+ output stride (not stored in the keys; format vainf-deeplab only)",
+    )
     p.set_defaults(func=_run_convert)
 
 
 def _run_convert(args: argparse.Namespace) -> int:
     from .convert.checkpoints import convert_checkpoint
 
-    extra = {"output_stride": args.output_stride} if args.output_stride else {}
-    out = convert_checkpoint(args.src, args.format, args.out, arch=args.arch, tag=args.tag, **extra)
+    extra = {"output_stride": args.output_stride} if args.output_stride is not None else {}
+    check_output_folder(args.out, "--out")
+    out = convert_checkpoint(
+        args.src, args.format, args.out, arch=args.arch, tag=args.tag, overwrite=args.overwrite, **extra
+    )
     print(f"wrote {out}: load it with psa_zoo.from_pretrained({str(out)!r})")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="psa-zoo", description=__doc__)
+    parser = _Parser(
+        prog="psa-zoo",
+        description=__doc__.split("\n\n")[0],
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_bench_attn(subparsers)
     _add_bench_models(subparsers)
@@ -150,8 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as error:
-        parser.exit(2, f"psa-zoo {args.command}: error: {error}\n")
+    except (OSError, ValueError) as error:  # FileNotFoundError and FileExistsError are OSErrors
+        parser.exit(EXIT_ERROR, f"psa-zoo {args.command}: error: {_one_line(error)}\n")
 
 
 if __name__ == "__main__":

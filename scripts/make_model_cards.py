@@ -7,7 +7,7 @@ longer registered are removed; model_cards/README.md is kept). A test fails when
 import sys
 from pathlib import Path
 
-from psa_zoo.models.cards import write_model_cards
+from psa_zoo.publish.cards import write_model_cards
 
 if __name__ == "__main__":
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "model_cards"

@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-from psa_zoo.models.fidelity import fidelity_rows, render_markdown
+from psa_zoo.bench.fidelity import fidelity_rows, render_markdown
 
 if __name__ == "__main__":
     out = (

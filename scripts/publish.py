@@ -13,7 +13,8 @@ import sys
 import tempfile
 
 from psa_zoo.convert.checkpoints import FORMATS, convert_checkpoint
-from psa_zoo.models._hub import WEIGHTS_NAME, file_sha256, upload_folder
+from psa_zoo.models._download import WEIGHTS_NAME, file_sha256
+from psa_zoo.publish import upload_folder
 
 
 def main(argv=None) -> int:
@@ -26,13 +27,16 @@ def main(argv=None) -> int:
     parser.add_argument("--arch", help="registered model name (default: inferred from the checkpoint)")
     parser.add_argument("--repo-id", help="Hub repository to upload to (required unless --dry-run)")
     parser.add_argument("--out", help="folder to write (default: a temporary one)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
     parser.add_argument("--private", action="store_true")
     parser.add_argument("--dry-run", action="store_true", help="write the folder, do not upload")
     args = parser.parse_args(argv)
     if not args.dry_run and not args.repo_id:
         parser.error("--repo-id is required unless --dry-run")
     out = args.out or tempfile.mkdtemp(prefix="psa_zoo_publish_")
-    folder = convert_checkpoint(args.checkpoint, args.format, out, arch=args.arch, tag=args.tag)
+    folder = convert_checkpoint(
+        args.checkpoint, args.format, out, arch=args.arch, tag=args.tag, overwrite=args.overwrite
+    )
     print(f"folder: {folder}\nsha256 of {WEIGHTS_NAME}: {file_sha256(folder / WEIGHTS_NAME)}")
     if not args.dry_run:
         print(f"uploaded: {upload_folder(folder, args.repo_id, private=args.private or None)}")

@@ -1,8 +1,10 @@
 """Shared test fixtures. ``../shared`` (beside the checkpoint) holds official-format fixtures; tests that
-need it skip cleanly when it is absent (a user's fresh clone has none)."""
+need it skip cleanly when it is absent (a user's fresh clone has none) — except under ``CI=true``, where a
+missing ``../shared`` fails them: a green CI must mean the fidelity tests ran."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,8 @@ SHARED_DIR = REPO_ROOT.parent / "shared"
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not SHARED_DIR.is_dir():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but {SHARED_DIR} is absent: the fidelity tests cannot run")
         pytest.skip("../shared is absent (official-format fixtures are only in the development checkout)")
     return SHARED_DIR
 

@@ -1,8 +1,13 @@
 import csv
 import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
+import psa_zoo
 from psa_zoo.cli import main
 
 
@@ -63,3 +68,149 @@ def test_bench_attn_unknown_block_is_a_clear_error(capsys):
         main(["bench-attn", "--blocks", "psa_x"])
     assert exit_info.value.code == 2
     assert "unknown attention block 'psa_x'" in capsys.readouterr().err
+
+
+# --- errors: one line on stderr, exit status 2, no traceback, before any measurement -------------------
+
+
+def _error_line(capsys, argv: list[str]) -> str:
+    """Run ``psa-zoo argv`` expecting a usage error; return its single stderr line (stdout must be empty:
+    nothing was measured, not even the "Machine:" line)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(f"psa-zoo {argv[0]}: error: ") and "Traceback" not in captured.err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "value"),
+    [
+        (["bench-attn", "--sizes", "0"], "0"),
+        (["bench-attn", "--sizes", "8", "-4"], "-4"),
+        (["bench-attn", "--repeats", "0"], "0"),
+        (["bench-attn", "--threads", "0"], "0"),
+        (["bench-attn", "--shape", "1", "16", "0", "8"], "0"),
+        (["bench-attn", "--shape", "-2", "16", "8", "8"], "-2"),
+        (["bench-attn", "--sweep-channels", "0"], "0"),
+        (["bench-attn", "--repeats", "two"], "'two'"),
+        (["bench-models", "--repeats", "0"], "0"),
+        (["bench-models", "--threads", "-1"], "-1"),
+    ],
+)
+def test_non_positive_counts_and_sizes_are_refused(capsys, argv, value):
+    line = _error_line(capsys, argv)
+    assert f"argument {argv[1]}: got {value}, expected a positive integer" in line
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["bench-attn", "--sections", "ratios", "--sizes", "8"], "--sizes"),
+        (["bench-attn", "--sections", "ratios", "--sweep-channels", "8"], "--sweep-channels"),
+        (["bench-attn", "--sections", "scaling", "--shape", "1", "8", "8", "8"], "--shape"),
+    ],
+)
+def test_options_of_a_section_left_out_are_refused(capsys, argv, option):
+    assert f"{option} is for the" in _error_line(capsys, argv)
+
+
+def test_missing_output_folder_fails_before_the_benchmark(capsys):
+    line = _error_line(capsys, ["bench-models", "--quick", "--json", "/nonexistent/dir/x.json"])
+    assert "/nonexistent/dir does not exist" in line
+
+
+def test_output_that_is_a_folder_fails_before_the_benchmark(tmp_path, capsys):
+    line = _error_line(capsys, ["bench-attn", "--quick", "--csv", str(tmp_path)])
+    assert f"--csv {tmp_path} is a folder, expected a file path" in line
+
+
+def test_output_below_a_file_fails_before_the_benchmark(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    line = _error_line(capsys, ["bench-attn", "--quick", "--json", str(tmp_path / "file" / "x.json")])
+    assert f"{tmp_path / 'file'} is a file, expected a folder" in line
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A folder no file can be created in: a chmod 555 one, or (as root, who ignores modes) /sys."""
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    candidates = (folder, Path("/sys"))
+    try:
+        for candidate in candidates:
+            try:
+                with tempfile.TemporaryFile(dir=candidate):
+                    pass
+            except OSError:
+                yield candidate
+                return
+        pytest.skip("no read-only folder on this machine")
+    finally:
+        folder.chmod(0o755)
+
+
+def test_read_only_output_folder_fails_before_the_benchmark(read_only_dir, capsys):
+    target = read_only_dir / "x.json"
+    line = _error_line(capsys, ["bench-models", "--quick", "--json", str(target)])
+    assert f"folder {read_only_dir} is not writable" in line
+
+
+def test_unknown_model_case_is_a_clear_error(capsys):
+    line = _error_line(capsys, ["bench-models", "--quick", "--models", "hrnet_w48_psa_p"])
+    assert "--models hrnet_w48_psa_p: no such benchmark case with --quick" in line
+
+
+def test_usage_errors_are_one_line(capsys):
+    assert "invalid choice: 'tables'" in _error_line(capsys, ["bench-attn", "--sections", "tables"])
+
+
+def test_error_exit_path_in_a_fresh_process():
+    """The installed entry point's exit: status 2, one stderr line, no traceback, nothing measured."""
+    result = subprocess.run(
+        [sys.executable, "-m", "psa_zoo.cli", "bench-models", "--json", "/nonexistent/dir/x.json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("psa-zoo bench-models: error: --json /nonexistent/dir/x.json")
+
+
+# --- help, version, quick model benchmark ---------------------------------------------------------------
+
+
+def test_version_prints_the_package_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"psa-zoo {psa_zoo.__version__}"
+
+
+@pytest.mark.parametrize("command", ["bench-attn", "bench-models", "convert"])
+def test_help_of_every_command_shows_an_example(capsys, command):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out
+    assert f"\n  psa-zoo {command} " in out  # laid out as written (RawDescriptionHelpFormatter)
+
+
+def test_bench_models_quick_runs_end_to_end(tmp_path, capsys):
+    """The smallest quick case (the whole quick run takes about a minute on 2 cores)."""
+    json_path = tmp_path / "models.json"
+    assert main(["bench-models", "--quick", "--models", "hrnet_w18_psa_p", "--json", str(json_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Machine: ")
+    assert "| hrnet_w18_psa_p | 1×3×128×96 | attn |" in out
+    rows = json.loads(json_path.read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["attn", "none", "reference"]
+    assert all(r["train_peak_mb"] > 0 for r in rows)

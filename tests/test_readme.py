@@ -5,7 +5,7 @@ import re
 
 from tests.conftest import REPO_ROOT
 
-SKIPPED_MARKERS = ("pretrained_backbone=True", "released_deattn_state_dict")
+SKIPPED_MARKERS = ("pretrained_backbone=True",)
 
 
 def test_readme_python_examples_run(tmp_path, monkeypatch):
@@ -22,3 +22,6 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
     assert tuple(namespace["logits"].shape) == (1, 21, 333, 500)
     assert tuple(namespace["pred"].shape) == (1, 19, 64, 128)
     assert tuple(namespace["y"].shape) == (2, 256, 64, 48)
+    assert tuple(namespace["out"].heatmaps.shape) == (1, 5, 64, 48)
+    assert namespace["reloaded"].metadata.label_names == ("head", "tail", "left_paw", "right_paw", "nose")
+    assert namespace["seg"].num_classes == 4

@@ -37,9 +37,11 @@ DEFAULT_CASES: tuple[ModelCase, ...] = (
     ModelCase("deeplabv3plus_mbv2_psa", 2, 513, 513),
     ModelCase("hrnetv2_w48_ocr_psa_p", 1, 512, 1024),
 )
+# Batch 2 where the training-mode measurement needs it: the ASPP image-pooling branch's BatchNorm sees one
+# value per channel at batch 1 and refuses to train.
 QUICK_CASES: tuple[ModelCase, ...] = (
     ModelCase("hrnet_w18_psa_p", 1, 128, 96),
-    ModelCase("deeplabv3plus_mbv2_psa", 1, 129, 161),
+    ModelCase("deeplabv3plus_mbv2_psa", 2, 129, 161),
 )
 
 
@@ -71,6 +73,13 @@ def _train_step(model: torch.nn.Module, x: torch.Tensor):
         model.train()
         try:
             model(x).sum().backward()
+        except ValueError as error:
+            if "more than 1 value per channel" not in str(error):  # BatchNorm's refusal at batch 1
+                raise
+            raise ValueError(
+                f"{type(model).__name__} cannot run in training mode at input {tuple(x.shape)} ({error}), "
+                "expected a batch that gives BatchNorm more than one value per channel; use batch ≥ 2"
+            ) from error
         finally:
             model.zero_grad(set_to_none=True)
             model.eval()

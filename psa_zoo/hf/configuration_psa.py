@@ -27,7 +27,7 @@ _RESERVED_MODEL_KWARGS = {
     "num_classes": "set num_labels / id2label (segmentation) or num_keypoints / keypoint_names (pose)",
     "attn": "use the config's own attn field",
     "pretrained": "load weights with from_pretrained",
-    "pretrained_tag": "load weights with from_pretrained",
+    "pretrained_cfg": "load weights with from_pretrained",
     "pretrained_backbone": (
         "load backbone weights once into model.model (see docs/transformers.md), not on every from_pretrained"
     ),

@@ -17,18 +17,17 @@ it imports only ``psa_zoo``, torch, transformers and its sibling ``configuration
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from itertools import chain
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import SemanticSegmenterOutput
 from transformers.utils import ModelOutput
 
 import psa_zoo
+from psa_zoo.losses import keypoint_mse_loss, segmentation_loss
 
 from .configuration_psa import PsaPoseConfig, PsaSegConfig
 
@@ -119,11 +118,6 @@ class PsaForSemanticSegmentation(PsaPreTrainedModel):
 
     config_class = PsaSegConfig
 
-    def __init__(self, config: PsaSegConfig):
-        super().__init__(config)
-        # models whose forward can also return the auxiliary logits (psa_zoo's HRNetOCR)
-        self._has_aux_head = "return_aux" in inspect.signature(self.model.forward).parameters
-
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -140,38 +134,18 @@ class PsaForSemanticSegmentation(PsaPreTrainedModel):
         Returns:
             ``SemanticSegmenterOutput(loss, logits [N, num_labels, H, W])``.
         """
-        aux_weight = self.config.aux_loss_weight
-        use_aux = labels is not None and self.training and self._has_aux_head and aux_weight > 0
-        if use_aux:
-            out = self.model(pixel_values, return_aux=True)
-            logits, aux_logits = out.logits, out.aux_logits
+        aux_weight = self.config.aux_loss_weight if self.training else 0.0
+        if labels is not None and aux_weight > 0:
+            out = self.model(pixel_values, return_dict=True)  # aux_logits None for models without the head
+            logits = out.logits
+            loss = segmentation_loss(out, labels, self.config.ignore_index, aux_weight)
         else:
-            logits, aux_logits = self.model(pixel_values), None
-
-        loss = None
-        if labels is not None:
-            loss = self._cross_entropy(logits, labels)
-            if aux_logits is not None:
-                loss = loss + aux_weight * self._cross_entropy(aux_logits, labels)
+            logits = self.model(pixel_values)
+            loss = None if labels is None else segmentation_loss(logits, labels, self.config.ignore_index)
 
         if not self._return_dict(return_dict):
             return (logits,) if loss is None else (loss, logits)
         return SemanticSegmenterOutput(loss=loss, logits=logits)
-
-    def _cross_entropy(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """logits [N, K, H, W], labels [N, H', W'] → mean cross-entropy over labelled pixels (0 if none)."""
-        if labels.ndim != 3 or labels.shape[0] != logits.shape[0]:
-            raise ValueError(
-                f"labels must be [N, H, W] class ids for logits {tuple(logits.shape)}, "
-                f"got {tuple(labels.shape)}"
-            )
-        if logits.shape[-2:] != labels.shape[-2:]:
-            logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
-        labels = labels.long()
-        total = F.cross_entropy(logits, labels, ignore_index=self.config.ignore_index, reduction="sum")
-        # sum / count of labelled pixels = PyTorch's "mean" with ignore_index, but 0 instead of nan for none
-        num_labelled = (labels != self.config.ignore_index).sum().clamp_min(1)
-        return total / num_labelled
 
 
 class PsaForPoseEstimation(PsaPreTrainedModel):
@@ -203,17 +177,7 @@ class PsaForPoseEstimation(PsaPreTrainedModel):
             ``PsaPoseEstimatorOutput(loss, heatmaps [N, K, ⌈H/4⌉, ⌈W/4⌉])``.
         """
         heatmaps = self.model(pixel_values)
-        loss = None
-        if labels is not None:
-            if labels.shape != heatmaps.shape:
-                raise ValueError(
-                    f"labels must be target heatmaps of the output's shape {tuple(heatmaps.shape)}, "
-                    f"got {tuple(labels.shape)}"
-                )
-            diff = heatmaps - labels
-            if target_weight is not None:
-                diff = diff * target_weight.reshape(*heatmaps.shape[:2], 1, 1).to(diff.dtype)
-            loss = 0.5 * diff.pow(2).mean()
+        loss = None if labels is None else keypoint_mse_loss(heatmaps, labels, target_weight)
 
         if not self._return_dict(return_dict):
             return (heatmaps,) if loss is None else (loss, heatmaps)

@@ -4,6 +4,9 @@
 >>> block = create_attn("psa_p", 64)          # [N, 64, H, W] → [N, 64, H, W]
 
 Every block takes ``channels`` first, so a class or ``functools.partial`` also fits timm's ``attn_layer=``.
+Inputs are ``[N, C, H, W]`` with H, W ≥ 1 (an empty batch, N = 0, gives an empty output); anything else
+raises one ``ValueError`` wording for all blocks. The checks stand aside under ``torch.fx`` symbolic
+tracing and keep running under ``torch.compile`` / ``torch.export``.
 """
 
 from ._registry import attn_factory, create_attn, get_attn, list_attn, register_attn

@@ -1,21 +1,83 @@
-"""Small helpers shared by the attention blocks."""
+"""Small helpers shared by the attention blocks: input and argument checks, gate products, PSA init."""
 
 from __future__ import annotations
 
+import math
+
 import torch
+from torch.fx import _symbolic_trace
+
+# torch ≥ 2.8 also sets the fx-tracing flag inside torch.export, and warns on ``is_fx_tracing``.
+_fx_tracing = getattr(_symbolic_trace, "is_fx_symbolic_tracing", _symbolic_trace.is_fx_tracing)
+
+
+def is_symbolic_tracing() -> bool:
+    """True inside ``torch.fx`` symbolic tracing, where shapes are proxies that Python cannot branch on.
+
+    False under ``torch.compile`` / ``torch.export``: their fake tensors carry real (or guarded symbolic)
+    shapes, so the checks keep running there.
+    """
+    return _fx_tracing() and not torch.compiler.is_compiling()
+
+
+def nchw_problem(x: torch.Tensor, channels: int) -> str | None:
+    """What keeps ``x`` from being ``[N, channels, H, W]`` with H, W ≥ 1 (N = 0 is fine).
+
+    Returns ``"rank"``, ``"channels"``, ``"empty"`` or ``None``; always ``None`` under ``torch.fx``
+    symbolic tracing (see :func:`is_symbolic_tracing`), so the traced graph holds no shape checks.
+    """
+    if is_symbolic_tracing():
+        return None
+    if x.ndim != 4:
+        return "rank"
+    if x.shape[1] != channels:
+        return "channels"
+    if x.shape[2] < 1 or x.shape[3] < 1:
+        return "empty"
+    return None
+
+
+def input_error(owner: str, built_for: str, channels: int, x: torch.Tensor, remedy: str) -> ValueError:
+    """The one wording of a bad-input error for blocks and models: what was found, what was expected, what
+    to do. ``built_for`` names the constructor setting, e.g. ``"64 channels"`` or ``"in_chans=3"``."""
+    return ValueError(
+        f"{owner} was built for {built_for} and expects an input [N, {channels}, H, W] with H, W ≥ 1, "
+        f"got shape {tuple(x.shape)}: {remedy}"
+    )
+
+
+_BLOCK_REMEDIES = {
+    "rank": "pass a batch of feature maps (x.unsqueeze(0) for a single one)",
+    "channels": "build the block with channels={got} or feed it {channels}-channel feature maps",
+    "empty": "a feature map without positions has nothing to attend over; leave it out before the block "
+    "(an empty batch, N = 0, is fine)",
+}
 
 
 def check_input(x: torch.Tensor, channels: int, block: str) -> None:
-    """Raise ``ValueError`` unless ``x`` is ``[N, channels, H, W]``."""
-    if x.ndim != 4:
-        raise ValueError(
-            f"{block} expects a 4-D input [N, {channels}, H, W], got {x.ndim}-D shape {tuple(x.shape)}"
-        )
-    if x.shape[1] != channels:
-        raise ValueError(
-            f"{block} was built for {channels} channels and expects [N, {channels}, H, W], "
-            f"got shape {tuple(x.shape)}"
-        )
+    """Raise ``ValueError`` unless ``x`` is ``[N, channels, H, W]`` with H, W ≥ 1; N = 0 passes.
+
+    Skipped under ``torch.fx`` symbolic tracing (shapes are proxies there); runs under compile/export.
+    """
+    problem = nchw_problem(x, channels)
+    if problem is not None:
+        got = x.shape[1] if x.ndim == 4 else None
+        remedy = _BLOCK_REMEDIES[problem].format(got=got, channels=channels)
+        raise input_error(block, f"{channels} channels", channels, x, remedy)
+
+
+def check_positive_int(value: int, arg: str, block: str, accepted: str = "a positive int") -> int:
+    """``value`` if it is an int ≥ 1, else a ``ValueError`` naming ``arg``, ``value`` and what is accepted."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{block}: {arg} must be {accepted}, got {value!r}")
+    return value
+
+
+def check_positive_ratio(value: float, arg: str, block: str, accepted: str = "a positive number") -> float:
+    """``value`` if it is a finite real number > 0, else a ``ValueError`` as :func:`check_positive_int`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ValueError(f"{block}: {arg} must be {accepted}, got {value!r}")
+    return float(value)
 
 
 def check_impl(impl: str) -> str:
@@ -70,10 +132,10 @@ class _SequentialGates(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = (grad_out * channel_gate).mul_(spatial_gate)
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            n, c = x.shape[:2]
+            n, c, h, w = x.shape  # no reshape(n, -1, ...): N may be 0
             grad_times_x = (grad_out * x).flatten(2)  # [N, C, HW]
             if ctx.needs_input_grad[1]:  # Σ_hw g·x·s: one matrix-vector product per sample
-                grad_channel = torch.bmm(grad_times_x, spatial_gate.reshape(n, -1, 1)).view(n, c, 1, 1)
+                grad_channel = torch.bmm(grad_times_x, spatial_gate.reshape(n, h * w, 1)).view(n, c, 1, 1)
             if ctx.needs_input_grad[2]:  # Σ_c g·x·a
                 grad_spatial = torch.bmm(channel_gate.reshape(n, 1, c), grad_times_x).view_as(spatial_gate)
         return grad_x, grad_channel, grad_spatial
@@ -147,8 +209,8 @@ def init_psa_convs(convs: list[torch.nn.Conv2d], all_convs: list[torch.nn.Conv2d
 
 def check_psa_channels(channels: int, block: str, min_channels: int = 2) -> None:
     """PSA halves the channels (C/2 inner width), so C must be even (and at least ``min_channels``)."""
-    if channels % 2 or channels < min_channels:
+    if not isinstance(channels, int) or isinstance(channels, bool) or channels % 2 or channels < min_channels:
         raise ValueError(
             f"{block} needs an even channel count of at least {min_channels} (inner width C/2), "
-            f"got {channels}"
+            f"got channels={channels!r}"
         )

@@ -21,7 +21,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from ._helpers import check_input
+from ._helpers import check_input, check_positive_int
 
 
 class _ChannelGate(nn.Module):
@@ -59,8 +59,8 @@ class Cbam(nn.Module):
 
     Args:
         channels: C.
-        reduction: MLP reduction ratio (default 16).
-        kernel_size: spatial-gate conv size (default 7).
+        reduction: MLP reduction ratio, an int ≥ 1 (default 16).
+        kernel_size: spatial-gate conv size, odd (default 7; ``k // 2`` padding keeps H × W).
 
     Shapes: [N, C, H, W] → [N, C, H, W]. Parameters: 2·C·Cr + Cr + C + 2·k² + 2 (Cr = max(1, C // 16)).
     Note: the BatchNorm of the spatial gate needs more than one value per channel in training mode
@@ -70,7 +70,12 @@ class Cbam(nn.Module):
     def __init__(self, channels: int, reduction: int = 16, kernel_size: int = 7, device=None, dtype=None):
         super().__init__()
         dd = {"device": device, "dtype": dtype}
-        self.channels = channels
+        block = type(self).__name__
+        self.channels = check_positive_int(channels, "channels", block)
+        check_positive_int(reduction, "reduction", block, "a positive int (hidden width max(1, C // r))")
+        odd = "an odd positive int (k // 2 padding keeps H × W only for odd k)"
+        if check_positive_int(kernel_size, "kernel_size", block, odd) % 2 == 0:
+            raise ValueError(f"{block}: kernel_size must be {odd}, got {kernel_size!r}")
         self.channel_gate = _ChannelGate(channels, reduction, dd)
         self.spatial_gate = _SpatialGate(kernel_size, dd)
         # Init of the authors' ResNet: conv kaiming fan_out, spatial-gate BN weight 0, every bias 0.

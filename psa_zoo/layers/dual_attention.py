@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._helpers import check_impl, check_input
+from ._helpers import check_impl, check_input, check_positive_int
 
 
 class PositionAttention(nn.Module):
@@ -28,7 +28,7 @@ class PositionAttention(nn.Module):
     def __init__(self, channels: int, impl: str = "fast", device=None, dtype=None):
         super().__init__()
         dd = {"device": device, "dtype": dtype}
-        self.channels = channels
+        self.channels = check_positive_int(channels, "channels", type(self).__name__)
         self.key_channels = max(1, channels // 8)
         self.impl = check_impl(impl)
         self.query_conv = nn.Conv2d(channels, self.key_channels, 1, **dd)
@@ -49,12 +49,11 @@ class PositionAttention(nn.Module):
             out = self._attend_fused(query, key, value)
         return self.gamma.to(x.dtype) * out.transpose(1, 2).reshape(n, c, h, w) + x
 
-    @staticmethod
-    def _attend_fused(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    def _attend_fused(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         """softmax(Q·Kᵀ)·V as [N, HW, C] through SDPA: V is split into heads of the query width that share
         Q and K. Inputs are made contiguous: SDPA's fused CPU kernel needs a unit last stride."""
-        n, hw, d = query.shape
-        c = value.shape[2]
+        n, hw = query.shape[:2]
+        c, d = self.channels, self.key_channels  # Python ints, so torch.fx can trace the padding branch
         heads = -(-c // d)
         value = value.contiguous()
         if heads * d != c:  # pad the value channels up to a multiple of the head width
@@ -71,7 +70,7 @@ class ChannelAttention(nn.Module):
 
     def __init__(self, channels: int, device=None, dtype=None):
         super().__init__()
-        self.channels = channels
+        self.channels = check_positive_int(channels, "channels", type(self).__name__)
         self.gamma = nn.Parameter(torch.zeros(1, device=device, dtype=dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -95,7 +94,7 @@ class DualAttention(nn.Module):
 
     def __init__(self, channels: int, impl: str = "fast", device=None, dtype=None):
         super().__init__()
-        self.channels = channels
+        self.channels = check_positive_int(channels, "channels", type(self).__name__)
         self.impl = impl  # of PAM; CAM has no HW × HW matrix
         self.pam = PositionAttention(channels, impl=impl, device=device, dtype=dtype)
         self.cam = ChannelAttention(channels, device=device, dtype=dtype)

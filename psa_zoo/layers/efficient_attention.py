@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._helpers import check_input
+from ._helpers import check_input, check_positive_int
 
 
 class EfficientAttention(nn.Module):
@@ -22,9 +22,9 @@ class EfficientAttention(nn.Module):
 
     Args:
         channels: C.
-        key_channels: total key/query width (default C // 2).
-        value_channels: total value width (default C // 2).
-        num_heads: heads; must divide both widths.
+        key_channels: total key/query width, an int ≥ 1 (default max(1, C // 2)).
+        value_channels: total value width, an int ≥ 1 (default max(1, C // 2)).
+        num_heads: heads, an int ≥ 1 that divides both widths.
 
     Shapes: [N, C, H, W] → [N, C, H, W].
     """
@@ -40,9 +40,16 @@ class EfficientAttention(nn.Module):
     ):
         super().__init__()
         dd = {"device": device, "dtype": dtype}
-        self.channels = channels
-        self.key_channels = key_channels or max(1, channels // 2)
-        self.value_channels = value_channels or max(1, channels // 2)
+        block = type(self).__name__
+        self.channels = check_positive_int(channels, "channels", block)
+        default_width = max(1, channels // 2)
+        self.key_channels = check_positive_int(
+            default_width if key_channels is None else key_channels, "key_channels", block
+        )
+        self.value_channels = check_positive_int(
+            default_width if value_channels is None else value_channels, "value_channels", block
+        )
+        check_positive_int(num_heads, "num_heads", block, "a positive int that divides both widths")
         if self.key_channels % num_heads or self.value_channels % num_heads:
             raise ValueError(
                 f"num_heads={num_heads} must divide key_channels={self.key_channels} "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._helpers import check_input
+from ._helpers import check_input, check_positive_int, check_positive_ratio
 from .simplified_non_local import attention_pool
 
 
@@ -22,7 +22,7 @@ class GlobalContext(nn.Module):
 
     Args:
         channels: C.
-        ratio: bottleneck ratio r (paper: 1/16 default, 1/4 also studied).
+        ratio: bottleneck ratio r > 0 (paper: 1/16 default, 1/4 also studied).
 
     Shapes: [N, C, H, W] → [N, C, H, W]. Parameters: 2·C·Cr + 3·Cr + 2C + 1 with Cr = int(C·r).
     """
@@ -30,7 +30,9 @@ class GlobalContext(nn.Module):
     def __init__(self, channels: int, ratio: float = 1 / 16, device=None, dtype=None):
         super().__init__()
         dd = {"device": device, "dtype": dtype}
-        self.channels = channels
+        block = type(self).__name__
+        self.channels = check_positive_int(channels, "channels", block)
+        check_positive_ratio(ratio, "ratio", block, "a positive number (inner width max(1, int(C·ratio)))")
         self.inner = max(1, int(channels * ratio))
         self.conv_mask = nn.Conv2d(channels, 1, 1, **dd)
         self.channel_add_conv = nn.Sequential(

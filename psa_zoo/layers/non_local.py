@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._helpers import check_impl, check_input
+from ._helpers import check_impl, check_input, check_positive_int
 
 
 class NonLocal2d(nn.Module):
@@ -24,7 +24,7 @@ class NonLocal2d(nn.Module):
 
     Args:
         channels: C.
-        reduction: inner width C // reduction (default 2, as the paper and mmcv).
+        reduction: an int ≥ 1; inner width max(1, C // reduction) (default 2, as the paper and mmcv).
         impl: ``"fast"`` (scaled-dot-product attention) or ``"reference"`` (explicit softmax).
 
     Shapes: [N, C, H, W] → [N, C, H, W]. Parameters: 2C² + 3·C/2 + C (biases included) for even C.
@@ -33,7 +33,9 @@ class NonLocal2d(nn.Module):
     def __init__(self, channels: int, reduction: int = 2, impl: str = "fast", device=None, dtype=None):
         super().__init__()
         dd = {"device": device, "dtype": dtype}
-        self.channels = channels
+        block = type(self).__name__
+        self.channels = check_positive_int(channels, "channels", block)
+        check_positive_int(reduction, "reduction", block, "a positive int (inner width max(1, C // r))")
         self.inner = max(1, channels // reduction)
         self.impl = check_impl(impl)
         self.theta = nn.Conv2d(channels, self.inner, 1, **dd)

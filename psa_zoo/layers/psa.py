@@ -36,6 +36,10 @@ from ._helpers import (
     init_psa_convs,
 )
 
+# Leaves under torch.fx: the gate products branch on shapes and requires_grad, which proxies cannot answer.
+torch.fx.wrap("apply_parallel_gates")
+torch.fx.wrap("apply_sequential_gates")
+
 
 class _PsaOfficialBase(nn.Module):
     """The layers PSA_p and PSA_s share; ``conv_up`` is set by the subclass."""
@@ -72,8 +76,8 @@ class _PsaOfficialBase(nn.Module):
 
     def _channel_gate(self, pooled_value: torch.Tensor) -> torch.Tensor:
         """[N, C/2] context → channel gate [N, C] = σ(conv_up(context))."""
-        n = pooled_value.shape[0]
-        return torch.sigmoid(self.conv_up(pooled_value.view(n, -1, 1, 1))).view(n, self.channels)
+        n = pooled_value.shape[0]  # no view(n, -1, ...): N may be 0
+        return torch.sigmoid(self.conv_up(pooled_value[:, :, None, None])).view(n, self.channels)
 
     def _channel_gate_reference(self, x: torch.Tensor) -> torch.Tensor:
         """Released ``spatial_pool`` without the final product: the channel gate [N, C, 1, 1]."""

@@ -30,6 +30,10 @@ from ._helpers import (
     init_psa_convs,
 )
 
+# Leaves under torch.fx (see psa.py).
+torch.fx.wrap("apply_parallel_gates")
+torch.fx.wrap("apply_sequential_gates")
+
 
 class _PsaPaperBase(nn.Module):
     """Shared layers of the paper-equation PSA; ``sequential`` picks the layout."""

@@ -11,14 +11,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._helpers import check_input
+from ._helpers import check_input, check_positive_int
 
 
 def attention_pool(x: torch.Tensor, conv_mask: nn.Conv2d) -> torch.Tensor:
     """GCNet attention pooling: x [N, C, H, W] → Σ_p softmax_p(conv_mask(x)) · x[:, :, p] as [N, C]."""
-    n, c = x.shape[:2]
-    weights = conv_mask(x).view(n, 1, -1).softmax(dim=2)  # [N, 1, HW]
-    return torch.bmm(weights.to(x.dtype), x.flatten(2).transpose(1, 2)).view(n, c)
+    weights = conv_mask(x).flatten(2).softmax(dim=2)  # [N, 1, HW]; no view(n, 1, -1): N may be 0
+    return torch.bmm(weights.to(x.dtype), x.flatten(2).transpose(1, 2)).squeeze(1)
 
 
 class SimplifiedNonLocal2d(nn.Module):
@@ -33,7 +32,7 @@ class SimplifiedNonLocal2d(nn.Module):
     def __init__(self, channels: int, device=None, dtype=None):
         super().__init__()
         dd = {"device": device, "dtype": dtype}
-        self.channels = channels
+        self.channels = check_positive_int(channels, "channels", type(self).__name__)
         self.conv_mask = nn.Conv2d(channels, 1, 1, **dd)
         self.transform = nn.Conv2d(channels, channels, 1, **dd)
         nn.init.kaiming_normal_(self.conv_mask.weight, mode="fan_in", nonlinearity="relu")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from timm.layers.squeeze_excite import SEModule
 
-from ._helpers import check_input
+from ._helpers import check_input, check_positive_int, check_positive_ratio
 
 
 class SqueezeExcite(SEModule):
@@ -19,14 +19,20 @@ class SqueezeExcite(SEModule):
 
     Args:
         channels: C.
-        rd_ratio: reduction ratio (default 1/16).
-        rd_channels: explicit reduced width (overrides ``rd_ratio``).
+        rd_ratio: reduction ratio > 0 (default 1/16).
+        rd_channels: explicit reduced width, an int ≥ 1 (overrides ``rd_ratio``).
         **kwargs: further ``timm.layers.SEModule`` arguments (``act_layer``, ``gate_layer``, ...).
 
     Shapes: [N, C, H, W] → [N, C, H, W]. Parameters: 2·C·Cr + Cr + C.
     """
 
     def __init__(self, channels: int, rd_ratio: float = 1 / 16, rd_channels: int | None = None, **kwargs):
+        block = type(self).__name__
+        check_positive_int(channels, "channels", block)
+        if rd_channels is None:
+            check_positive_ratio(rd_ratio, "rd_ratio", block, "a positive number (width ≈ C·rd_ratio)")
+        else:
+            check_positive_int(rd_channels, "rd_channels", block)
         kwargs.setdefault("rd_divisor", 1)
         super().__init__(channels, rd_ratio=rd_ratio, rd_channels=rd_channels, **kwargs)
         self.channels = channels

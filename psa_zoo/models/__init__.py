@@ -7,7 +7,7 @@
 
 from . import zoo  # noqa: F401  (registers the named models)
 from ._factory import create_model
-from ._hub import from_pretrained, push_to_hub, save_pretrained
+from ._loading import from_pretrained
 from ._pretrained import Metric, PaperReference, PretrainedCfg
 from ._registry import (
     get_pretrained_cfg,
@@ -19,10 +19,12 @@ from ._registry import (
     register_model,
     registered_in_timm,
 )
+from ._serialization import save_pretrained
+from .base import PsaModel
 from .deeplabv3plus import DeepLabV3Plus
 from .hrnet_ocr import HRNetOCR
 from .hrnet_pose import HRNetPose
-from .outputs import SegmentationOutput
+from .outputs import PoseOutput, SegmentationOutput
 from .simplebaseline import SimpleBaseline
 
 # Classes that psa_zoo.from_pretrained rebuilds from a saved config.json ("model_class").
@@ -35,7 +37,9 @@ __all__ = [
     "HRNetPose",
     "Metric",
     "PaperReference",
+    "PoseOutput",
     "PretrainedCfg",
+    "PsaModel",
     "SegmentationOutput",
     "SimpleBaseline",
     "create_model",
@@ -46,7 +50,6 @@ __all__ = [
     "list_pretrained",
     "list_tags",
     "model_entrypoint",
-    "push_to_hub",
     "register_model",
     "registered_in_timm",
     "save_pretrained",

@@ -1,17 +1,23 @@
-"""Construction of registered models: argument checks, device/dtype, pretrained and backbone weights."""
+"""Construction of registered models: argument checks, device/dtype, metadata, pretrained and backbone
+weights. Both ``psa_zoo.create_model`` and ``timm.create_model`` end here (through the entrypoints)."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
+from ..metadata import ClassSet, KeypointSet
 from ._pretrained import PretrainedCfg
 from ._registry import get_pretrained_cfg
+
+_DOWNLOAD_KWARGS = ("cache_dir", "local_files_only", "force_download")
 
 
 def _check_arguments(name: str, model_cls: Callable, model_kwargs: dict) -> None:
@@ -19,7 +25,10 @@ def _check_arguments(name: str, model_cls: Callable, model_kwargs: dict) -> None
     unknown = sorted(k for k in model_kwargs if k not in accepted)
     if unknown:
         options = ", ".join(k for k in accepted if k not in ("device", "dtype"))
-        raise ValueError(f"{name} does not take {', '.join(unknown)}; it takes: {options}")
+        raise ValueError(
+            f"{name} does not take {', '.join(unknown)}; it takes: {options}, and labels / label_names, "
+            "pretrained_backbone, device, dtype"
+        )
 
 
 def _apply_overlay(cfg: PretrainedCfg, overlay: dict | None) -> PretrainedCfg:
@@ -39,23 +48,95 @@ def _apply_overlay(cfg: PretrainedCfg, overlay: dict | None) -> PretrainedCfg:
     return dataclasses.replace(cfg, **overlay)
 
 
+def _resolve_tag(name: str, pretrained_cfg: Any) -> tuple[str | None, str | None]:
+    """(tag, local folder) from the ``pretrained_cfg`` that ``create_model("name.tag")`` passes: a tag
+    string, or timm's dict / ``PretrainedCfg`` (its ``tag``; ``file`` + ``source="local-dir"`` for
+    ``timm.create_model("local-dir:DIR")``)."""
+    if pretrained_cfg is None or pretrained_cfg == "":
+        return None, None
+    if isinstance(pretrained_cfg, str):
+        get_pretrained_cfg(f"{name}.{pretrained_cfg}")  # an unknown tag fails here, naming the known ones
+        return pretrained_cfg, None
+    cfg = pretrained_cfg if isinstance(pretrained_cfg, Mapping) else getattr(pretrained_cfg, "__dict__", {})
+    if cfg.get("source") == "local-dir" and cfg.get("file"):
+        return None, str(cfg["file"])
+    tag = cfg.get("tag") or None
+    if tag is not None:
+        get_pretrained_cfg(f"{name}.{tag}")
+    return tag, None
+
+
+def _labels_from_kwargs(kwargs: dict) -> KeypointSet | ClassSet | None:
+    labels, names = kwargs.pop("labels", None), kwargs.pop("label_names", None)
+    if labels is not None and names is not None:
+        raise ValueError("give labels (a KeypointSet / ClassSet) or label_names, not both")
+    if names is not None:
+        if isinstance(names, str) or not isinstance(names, Sequence):
+            raise ValueError(f"label_names must be a list of names, got {names!r}")
+        return tuple(str(n) for n in names)  # type: ignore[return-value]  # made a record once the task is known
+    if labels is not None and not isinstance(labels, KeypointSet | ClassSet):
+        raise ValueError(f"labels must be a KeypointSet or a ClassSet, got {type(labels).__name__}")
+    return labels
+
+
+def _initial_metadata(model: nn.Module, cfg: PretrainedCfg, labels: Any) -> None:
+    """The registry record's metadata, adapted to the model as built (head size, input channels), then the
+    caller's labels."""
+    meta = cfg.model_metadata(model.metadata_output_stride) if cfg.labels is not None else model.metadata
+    meta = meta.with_num_outputs(model.num_classes)
+    if meta.input_size[0] != model.in_chans:
+        default = model.default_metadata()
+        meta = meta.replace(input_size=default.input_size, mean=default.mean, std=default.std)
+    model.set_metadata(meta)
+    if isinstance(labels, tuple):
+        record = KeypointSet if model.task == "pose" else ClassSet
+        labels = record("custom", labels)
+    if labels is not None:
+        model.set_metadata(labels)
+
+
+def attach_cfg(model: nn.Module, cfg: PretrainedCfg, labels: Any = None) -> None:
+    """Record the registry record ``cfg`` on the model and start its metadata from it."""
+    model.psa_cfg = cfg
+    _initial_metadata(model, cfg, labels)
+
+
+def _check_drop_path(kwargs: dict, name: str) -> None:
+    rate = kwargs.pop("drop_path_rate", None)
+    if rate:  # None / 0.0: no stochastic depth, the official recipes' setting
+        raise ValueError(
+            f"{name}: drop_path_rate={rate!r} (stochastic depth) is not supported by psa_zoo's backbones "
+            "yet; use drop_rate (dropout before the head) or leave drop_path_rate unset"
+        )
+
+
 def build_model(
     name: str, model_cls: Callable[..., nn.Module], pretrained: bool, kwargs: dict, **arch_kwargs
 ) -> nn.Module:
     """Build ``model_cls(**arch_kwargs, **kwargs)`` for the registered ``name``.
 
-    Recognised extra kwargs: ``pretrained_tag`` (from ``create_model("name.tag")``),
-    ``pretrained_cfg_overlay`` (see :func:`_apply_overlay`), ``pretrained_backbone`` (timm's ImageNet
-    weights in the backbone), ``cache_dir``, ``local_files_only``, ``force_download``, ``device``,
-    ``dtype``. ``attn="none"`` means ``attn=None`` (``timm.create_model`` drops None-valued kwargs).
+    Recognised extra kwargs: ``pretrained_cfg`` (a tag, from ``create_model("name.tag")``; timm passes it
+    so too), ``pretrained_cfg_overlay`` (see :func:`_apply_overlay`), ``pretrained_backbone`` (timm's
+    ImageNet weights in the backbone), ``labels`` (a ``KeypointSet`` / ``ClassSet``) or ``label_names``
+    (``num_classes`` follows from them when not given), ``cache_dir``, ``local_files_only``,
+    ``force_download``, ``device``, ``dtype``. ``attn="none"`` means ``attn=None`` (``timm.create_model``
+    drops None-valued kwargs). Of timm's keywords, ``drop_rate`` is a model argument; ``drop_path_rate``
+    is accepted when 0.
     """
-    kwargs = dict(kwargs)
-    tag = kwargs.pop("pretrained_tag", None)
-    kwargs.pop("pretrained_cfg", None)  # timm.create_model passes its own cfg; psa_zoo resolves its own
+    kwargs = {
+        k: v for k, v in kwargs.items() if not (v is None and k in ("cache_dir", "pretrained_cfg_overlay"))
+    }
+    tag, local_dir = _resolve_tag(name, kwargs.pop("pretrained_cfg", None))
+    kwargs.pop("pretrained_model_args", None)  # timm's record of the saved args, already in kwargs
     overlay = kwargs.pop("pretrained_cfg_overlay", None)
-    download = {k: kwargs.pop(k) for k in ("cache_dir", "local_files_only", "force_download") if k in kwargs}
+    download = {k: kwargs.pop(k) for k in _DOWNLOAD_KWARGS if k in kwargs}
     device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
     pretrained_backbone = kwargs.pop("pretrained_backbone", False)
+    _check_drop_path(kwargs, name)
+    labels = _labels_from_kwargs(kwargs)
+    explicit_classes = "num_classes" in kwargs
+    if labels is not None and not explicit_classes:
+        kwargs["num_classes"] = len(labels) if isinstance(labels, tuple) else _count(labels)
     if isinstance(kwargs.get("attn"), str) and kwargs["attn"].lower() == "none":
         kwargs["attn"] = None
     model_kwargs = {**arch_kwargs, **kwargs}
@@ -65,14 +146,35 @@ def build_model(
         model = model_cls(**model_kwargs)
     if dtype is not None:
         model.to(dtype=dtype)
-    model.pretrained_cfg = cfg
     model.model_name = name
-    if pretrained:
-        from ._hub import load_pretrained
+    attach_cfg(model, cfg, labels)
+    if local_dir is not None and pretrained:
+        _load_local_dir(model, Path(local_dir))
+    elif pretrained:
+        from ._loading import load_pretrained
 
-        load_pretrained(model, cfg, **download)
+        load_pretrained(model, cfg, **download, allow_head_resize=explicit_classes)
     elif pretrained_backbone:
-        from ._hub import load_backbone_from_timm
+        from ._loading import load_backbone_from_timm
 
         load_backbone_from_timm(model, cfg, cache_dir=download.get("cache_dir"))
     return model
+
+
+def _count(labels: KeypointSet | ClassSet) -> int:
+    return labels.num_keypoints if isinstance(labels, KeypointSet) else labels.num_classes
+
+
+def _load_local_dir(model: nn.Module, folder: Path) -> None:
+    """``timm.create_model("local-dir:DIR", pretrained=True)``: the weights and metadata of a saved folder,
+    verified as ``from_pretrained`` does."""
+    from ..metadata import ModelMetadata
+    from ._download import CONFIG_NAME, WEIGHTS_NAME, read_safetensors
+    from ._loading import load_state_dict_checked
+    from ._serialization import read_config
+
+    config = read_config(folder / CONFIG_NAME)
+    state = read_safetensors(folder / WEIGHTS_NAME, config.get("weights_sha256"))
+    load_state_dict_checked(model, state, str(folder), allow_head_resize=False)
+    if config.get("metadata"):
+        model.set_metadata(ModelMetadata.from_dict(config["metadata"]).with_num_outputs(model.num_classes))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ..labels import IMAGENET_MEAN, IMAGENET_STD
+from ..metadata import ClassSet, KeypointSet, ModelMetadata
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,10 @@ class PretrainedCfg:
     """What a model (optionally with a pretrained tag) expects and where its weights come from.
 
     ``input_size`` is (C, H, W) of the paper's setting (pose: the crop; segmentation: the evaluation size
-    used for FLOPs). ``status`` is one of ``"published"``, ``"convertible"`` (from an official release),
-    ``"not released"`` (upstream published no weights) and ``"none"`` (architecture only, no weights).
+    used for FLOPs); ``labels`` the dataset's keypoints or classes; ``channel_order`` what the weights
+    were trained on (the official SimpleBaseline COCO models: BGR). ``status`` is one of ``"published"``,
+    ``"convertible"`` (from an official release), ``"not released"`` (upstream published no weights) and
+    ``"none"`` (architecture only, no weights).
     """
 
     architecture: str
@@ -49,7 +52,8 @@ class PretrainedCfg:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     num_classes: int = 0
-    label_names: tuple[str, ...] = ()
+    labels: KeypointSet | ClassSet | None = None
+    channel_order: str = "RGB"
     paper: PaperReference = field(default_factory=PaperReference)
     timm_backbone: str | None = None  # timm model whose ImageNet weights ``pretrained_backbone`` loads
     hf_hub_id: str | None = None  # "org/name"; a revision may be pinned with hf_hub_revision
@@ -66,6 +70,26 @@ class PretrainedCfg:
     @property
     def name(self) -> str:
         return f"{self.architecture}.{self.tag}" if self.tag else self.architecture
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """Keypoint or class names of ``labels`` (empty without labels)."""
+        if isinstance(self.labels, KeypointSet):
+            return self.labels.keypoint_names
+        return self.labels.class_names if self.labels is not None else ()
+
+    def model_metadata(self, output_stride: int) -> ModelMetadata:
+        """The :class:`ModelMetadata` a model built from this record starts with."""
+        return ModelMetadata(
+            task=self.task,
+            input_size=self.input_size,
+            mean=self.mean,
+            std=self.std,
+            channel_order=self.channel_order,
+            output_stride=output_stride,
+            keypoints=self.labels if isinstance(self.labels, KeypointSet) else None,
+            classes=self.labels if isinstance(self.labels, ClassSet) else None,
+        )
 
     @property
     def has_weights(self) -> bool:

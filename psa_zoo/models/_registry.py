@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import sys
+from collections import deque
 from collections.abc import Callable
 
 import timm.models
+from timm.models import PretrainedCfg as TimmPretrainedCfg
+from timm.models._pretrained import DefaultCfg
 
 from ._pretrained import PretrainedCfg
 
@@ -36,11 +40,44 @@ def register_model(
         _DEFAULT_CFGS[name] = cfg
         _TAGGED_CFGS[name] = {t.tag: t for t in tags}
         if not timm.models.is_model(name):
+            _set_timm_default_cfgs(fn, cfg, tags)
             timm.models.register_model(fn)
             _IN_TIMM.add(name)
         return fn
 
     return decorator
+
+
+def _timm_cfg(cfg: PretrainedCfg) -> TimmPretrainedCfg:
+    """timm's record of a psa_zoo config (weights only where psa_zoo can load them)."""
+    published = cfg.status == "published" and cfg.hf_hub_id is not None
+    return TimmPretrainedCfg(
+        hf_hub_id=cfg.hf_hub_id if published else None,
+        hf_hub_filename=cfg.filename if published else None,
+        architecture=cfg.architecture,
+        tag=cfg.tag,
+        input_size=cfg.input_size,
+        interpolation="bilinear",
+        crop_pct=1.0,
+        mean=cfg.mean,
+        std=cfg.std,
+        num_classes=cfg.num_classes,
+        label_names=cfg.label_names or None,
+        license=cfg.license,
+        paper_ids="arXiv:2107.00782",
+        notes=(cfg.source, f"status: {cfg.status}") if cfg.source else (f"status: {cfg.status}",),
+    )
+
+
+def _set_timm_default_cfgs(fn: Callable, cfg: PretrainedCfg, tags: tuple[PretrainedCfg, ...]) -> None:
+    """timm's ``register_model`` reads ``default_cfgs`` of the entrypoint's module: one entry per tag, the
+    first the default (``timm.list_pretrained``, ``timm.models.get_pretrained_cfg("name.tag")``)."""
+    module = sys.modules[fn.__module__]
+    default_cfgs = module.__dict__.setdefault("default_cfgs", {})
+    ordered = [*tags] or [cfg]
+    default_cfgs[fn.__name__] = DefaultCfg(
+        tags=deque(t.tag or "" for t in ordered), cfgs={t.tag or "": _timm_cfg(t) for t in ordered}
+    )
 
 
 def _closest(name: str) -> str:

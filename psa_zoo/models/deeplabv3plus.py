@@ -37,15 +37,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._mixin import PsaModelMixin
+from ..labels import VOC_CLASS_SET
 from .backbones._common import init_trunk_weights
 from .backbones.mobilenetv2 import MobileNetV2
 from .backbones.resnet import ResNet
+from .base import PsaModel, check_drop_rate, check_positive_int, to_json_value
+from .outputs import SegmentationOutput
 
 __all__ = ["ASPP", "ASPP_RATES", "DEEPLAB_ENCODERS", "DeepLabV3Plus", "DeepLabV3PlusDecoder"]
 
@@ -156,7 +159,7 @@ class DeepLabV3PlusDecoder(nn.Module):
         return self.fuse(torch.cat([low, context], dim=1))
 
 
-class DeepLabV3Plus(nn.Module, PsaModelMixin):
+class DeepLabV3Plus(PsaModel):
     """DeepLabV3+ (VainF layout) with an optional attention block in the encoder's residual blocks.
 
     Args:
@@ -170,13 +173,20 @@ class DeepLabV3Plus(nn.Module, PsaModelMixin):
         in_chans: input channels.
         encoder_kwargs: extra encoder arguments, e.g. ``{"padding": "symmetric"}`` for a MobileNetV2
             encoder with timm's padding instead of VainF's (the default ``"fixed"``).
+        drop_rate: dropout before the final 1×1 conv (timm's ``drop_rate``; 0 as VainF).
 
-    Shapes: ``forward(x)``: [N, in_chans, H, W] → logits [N, K, H, W] for any H, W.
+    Shapes: ``forward(x)``: [N, in_chans, H, W] → logits [N, K, H, W] for any H, W;
+    ``forward(x, return_dict=True)`` → :class:`SegmentationOutput` (``aux_logits`` and ``scale_attn`` None).
 
     Attributes:
         backbone: the encoder (:class:`ResNet` or :class:`MobileNetV2`).
         decoder: :class:`DeepLabV3PlusDecoder`; head: the final 1×1 conv (256 → K, with bias).
     """
+
+    task = "segmentation"
+    default_labels = VOC_CLASS_SET
+    default_input_size = (513, 513)
+    classifier_name = "head"
 
     def __init__(
         self,
@@ -187,18 +197,21 @@ class DeepLabV3Plus(nn.Module, PsaModelMixin):
         attn_kwargs: dict | None = None,
         in_chans: int = 3,
         encoder_kwargs: dict | None = None,
+        drop_rate: float = 0.0,
     ):
         super().__init__()
         if encoder not in DEEPLAB_ENCODERS:
             raise ValueError(f"encoder must be one of {sorted(DEEPLAB_ENCODERS)}, got {encoder!r}")
         if output_stride not in ASPP_RATES:
             raise ValueError(f"output_stride must be one of {sorted(ASPP_RATES)}, got {output_stride!r}")
-        _check_num_classes(num_classes)
+        check_positive_int(num_classes, "num_classes")
         spec = DEEPLAB_ENCODERS[encoder]
         self.encoder_name = encoder
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.output_stride = output_stride
+        self.attn, self.attn_kwargs, self.encoder_kwargs = attn, attn_kwargs, encoder_kwargs
+        self.drop_rate = check_drop_rate(drop_rate)
         self.backbone = spec.cls(
             in_chans=in_chans,
             output_stride=output_stride,
@@ -211,18 +224,33 @@ class DeepLabV3Plus(nn.Module, PsaModelMixin):
             info[LOW_LEVEL_INDEX]["num_chs"], info[HIGH_LEVEL_INDEX]["num_chs"], ASPP_RATES[output_stride]
         )
         self.num_features = self.decoder.out_channels
+        self.head_drop = nn.Dropout(self.drop_rate) if self.drop_rate else nn.Identity()
         self.head = nn.Conv2d(self.num_features, num_classes, 1)
         # VainF's head init: kaiming-normal (fan_in) convs, BN (1, 0).
         init_trunk_weights(self.decoder, conv_mode="fan_in")
         init_trunk_weights(self.head, conv_mode="fan_in")
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the final 1×1 conv by a freshly initialised one for ``num_classes`` classes."""
-        _check_num_classes(num_classes)
+    @property
+    def first_conv_name(self) -> str:  # type: ignore[override]
+        return "backbone.conv_stem" if self.encoder_name == "mobilenetv2" else "backbone.conv1"
+
+    def _reset_head(self, num_classes: int) -> None:
+        """A fresh final 1×1 conv for ``num_classes`` classes (VainF's kaiming-normal init)."""
         device, dtype = self.head.weight.device, self.head.weight.dtype
         self.head = nn.Conv2d(self.num_features, num_classes, 1, device=device, dtype=dtype)
         init_trunk_weights(self.head, conv_mode="fan_in")
-        self.num_classes = num_classes
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "encoder": self.encoder_name,
+            "num_classes": self.num_classes,
+            "output_stride": self.output_stride,
+            "attn": to_json_value(self.attn, "attn"),
+            "attn_kwargs": to_json_value(self.attn_kwargs, "attn_kwargs"),
+            "in_chans": self.in_chans,
+            "encoder_kwargs": to_json_value(self.encoder_kwargs, "encoder_kwargs"),
+            "drop_rate": self.drop_rate,
+        }
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """x: [N, in_chans, H, W] → decoder features [N, 256, h, w] before the 1×1 head, at the size of
@@ -232,12 +260,16 @@ class DeepLabV3Plus(nn.Module, PsaModelMixin):
         )
         return self.decoder(low, high)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [N, in_chans, H, W] → logits [N, num_classes, H, W]."""
-        logits = self.head(self.forward_features(x))
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    def forward_head(
+        self, features: torch.Tensor, output_size: tuple[int, int] | None = None, return_dict: bool = False
+    ) -> torch.Tensor | SegmentationOutput:
+        """Decoder features [N, 256, h, w] → logits [N, K, H, W], resized bilinearly to ``output_size``
+        (no resize when None)."""
+        logits = self.head(self.head_drop(features))
+        if output_size is not None:
+            logits = F.interpolate(logits, size=output_size, mode="bilinear", align_corners=False)
+        return SegmentationOutput(logits=logits) if return_dict else logits
 
-
-def _check_num_classes(num_classes: int) -> None:
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    def forward(self, x: torch.Tensor, return_dict: bool = False) -> torch.Tensor | SegmentationOutput:
+        """x: [N, in_chans, H, W] → logits [N, num_classes, H, W] (or :class:`SegmentationOutput`)."""
+        return self.forward_head(self.forward_features(x), x.shape[-2:], return_dict=return_dict)

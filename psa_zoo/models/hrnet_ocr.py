@@ -31,13 +31,16 @@ Sub-module names are the official NVIDIA ones, so an NVIDIA/PSA checkpoint maps 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._mixin import PsaModelMixin
+from ..labels import CITYSCAPES_CLASS_SET
 from .backbones.hrnet import HRNet, HRNetSpec
+from .base import PsaModel, check_drop_rate, check_positive_int, to_json_value
+from .hrnet_pose import hrnet_spec_value
 from .outputs import SegmentationOutput
 
 __all__ = ["HRNetOCR", "ObjectAttention", "OcrHead", "ScaleAttentionHead", "SpatialGather", "SpatialOcr"]
@@ -148,12 +151,16 @@ class OcrHead(nn.Module):
             nn.Conv2d(in_channels, num_classes, 1),
         )
 
-    def forward(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """feats [N, C_in, h, w] → cls [N, K, h, w], aux [N, K, h, w], OCR features [N, mid, h, w]."""
+    def forward(
+        self, feats: torch.Tensor, head_drop: nn.Module | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """feats [N, C_in, h, w] → cls [N, K, h, w], aux [N, K, h, w], OCR features [N, mid, h, w];
+        ``head_drop`` (the model's ``drop_rate``) runs before ``cls_head``."""
         pixels = self.conv3x3_ocr(feats)
         aux = self.aux_head(feats)
         ocr_feats = self.ocr_distri_head(pixels, self.ocr_gather_head(pixels, aux))
-        return self.cls_head(ocr_feats), aux, ocr_feats
+        cls_in = head_drop(ocr_feats) if head_drop is not None else ocr_feats
+        return self.cls_head(cls_in), aux, ocr_feats
 
 
 class ScaleAttentionHead(nn.Module):
@@ -176,7 +183,7 @@ class ScaleAttentionHead(nn.Module):
         return torch.sigmoid(self.conv2(x))
 
 
-class HRNetOCR(nn.Module, PsaModelMixin):
+class HRNetOCR(PsaModel):
     """HRNetV2 + OCR + scale attention (NVIDIA ``MscaleOCR``, used by DeLightCMU/PSA), or plain HRNetV2 + OCR.
 
     Args:
@@ -192,12 +199,21 @@ class HRNetOCR(nn.Module, PsaModelMixin):
         dropout: Dropout2d rate after the OCR fusion conv.
         align_corners: ``align_corners`` of every bilinear resize (trunk fuse layers, branch concatenation,
             logits to the input size): False in NVIDIA's code, True in HRNet/HRNet-Semantic-Segmentation's.
+        drop_rate: dropout before the class head (timm's ``drop_rate``; 0 in the official code).
 
     ``forward(x)`` → logits [N, K, H, W] at the input size (one scale; a plain tensor, export-friendly).
-    ``forward(x, return_aux=True)`` → :class:`SegmentationOutput` with ``logits``, ``aux_logits`` (soft
+    ``forward(x, return_dict=True)`` → :class:`SegmentationOutput` with ``logits``, ``aux_logits`` (soft
     object regions) and ``scale_attn`` ([N, 1, H, W]; None without the head), all resized to the input size.
+    A single-scale ``forward`` leaves the scale-attention head out of the loss, so DDP must be told
+    (``ddp_find_unused_parameters`` is True for such a model; the training engine reads it).
     ``forward_multiscale(x, scales)`` → the hierarchical multi-scale combination of the official evaluation.
     """
+
+    task = "segmentation"
+    default_labels = CITYSCAPES_CLASS_SET
+    default_input_size = (1024, 2048)
+    classifier_name = "ocr.cls_head"
+    first_conv_name = "backbone.conv1"
 
     def __init__(
         self,
@@ -211,11 +227,16 @@ class HRNetOCR(nn.Module, PsaModelMixin):
         scale_attn_channels: int | None = 256,
         dropout: float = 0.05,
         align_corners: bool = False,
+        drop_rate: float = 0.0,
     ):
         super().__init__()
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        check_positive_int(num_classes, "num_classes")
         self.num_classes = num_classes
+        self.attn, self.attn_kwargs = attn, attn_kwargs
+        self.ocr_mid_channels, self.ocr_key_channels = ocr_mid_channels, ocr_key_channels
+        self.scale_attn_channels, self.dropout = scale_attn_channels, dropout
+        self.drop_rate = check_drop_rate(drop_rate)
+        self.head_drop = nn.Dropout(self.drop_rate) if self.drop_rate else nn.Identity()
         self.align_corners = bool(align_corners)
         fuse_upsample = "bilinear_align_corners" if self.align_corners else "bilinear"
         self.backbone = HRNet(
@@ -228,6 +249,34 @@ class HRNetOCR(nn.Module, PsaModelMixin):
             None if scale_attn_channels is None else ScaleAttentionHead(ocr_mid_channels, scale_attn_channels)
         )
 
+    @property
+    def ddp_find_unused_parameters(self) -> bool:
+        """True with a scale-attention head: a single-scale training step does not use it."""
+        return self.scale_attn is not None
+
+    def _reset_head(self, num_classes: int) -> None:
+        """Fresh class head (``ocr.cls_head``) and last auxiliary conv (``ocr.aux_head.2``), PyTorch's
+        default conv init as the released code builds them."""
+        old_cls, old_aux = self.ocr.cls_head, self.ocr.aux_head[2]
+        kw = {"device": old_cls.weight.device, "dtype": old_cls.weight.dtype}
+        self.ocr.cls_head = nn.Conv2d(old_cls.in_channels, num_classes, 1, **kw)
+        self.ocr.aux_head[2] = nn.Conv2d(old_aux.in_channels, num_classes, 1, **kw)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "spec": hrnet_spec_value(self.backbone.spec),
+            "num_classes": self.num_classes,
+            "attn": to_json_value(self.attn, "attn"),
+            "attn_kwargs": to_json_value(self.attn_kwargs, "attn_kwargs"),
+            "in_chans": self.in_chans,
+            "ocr_mid_channels": self.ocr_mid_channels,
+            "ocr_key_channels": self.ocr_key_channels,
+            "scale_attn_channels": self.scale_attn_channels,
+            "dropout": self.dropout,
+            "align_corners": self.align_corners,
+            "drop_rate": self.drop_rate,
+        }
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """x [N, in_chans, H, W] → all trunk branches resized to stride 4 and concatenated
         [N, sum(widths), ⌈H/4⌉, ⌈W/4⌉] (the official backbone's third return value)."""
@@ -235,20 +284,15 @@ class HRNetOCR(nn.Module, PsaModelMixin):
         size = branches[0].shape[-2:]
         return torch.cat([branches[0]] + [_resize(b, size, self.align_corners) for b in branches[1:]], dim=1)
 
-    def forward(self, x: torch.Tensor, return_aux: bool = False) -> torch.Tensor | SegmentationOutput:
-        """Single-scale pass (official ``MscaleOCR._fwd``).
-
-        Args:
-            x: [N, in_chans, H, W].
-            return_aux: also return the auxiliary logits and the scale-attention map.
-        Returns:
-            logits [N, K, H, W], or ``SegmentationOutput(logits, aux_logits [N, K, H, W],
-            scale_attn [N, 1, H, W] or None)`` with ``return_aux``.
-        """
-        size = x.shape[-2:]
-        cls, aux, ocr_feats = self.ocr(self.forward_features(x))
+    def forward_head(
+        self, features: torch.Tensor, output_size: tuple[int, int] | None = None, return_dict: bool = False
+    ) -> torch.Tensor | SegmentationOutput:
+        """Trunk features [N, C, h, w] → logits [N, K, H, W] resized to ``output_size`` (no resize when
+        None), or :class:`SegmentationOutput` with the auxiliary logits and the scale attention."""
+        cls, aux, ocr_feats = self.ocr(features, self.head_drop)
+        size = output_size if output_size is not None else cls.shape[-2:]
         logits = _resize(cls, size, self.align_corners)
-        if not return_aux:
+        if not return_dict:
             return logits
         scale_attn = None
         if self.scale_attn is not None:
@@ -257,6 +301,18 @@ class HRNetOCR(nn.Module, PsaModelMixin):
             logits=logits, aux_logits=_resize(aux, size, self.align_corners), scale_attn=scale_attn
         )
 
+    def forward(self, x: torch.Tensor, return_dict: bool = False) -> torch.Tensor | SegmentationOutput:
+        """Single-scale pass (official ``MscaleOCR._fwd``).
+
+        Args:
+            x: [N, in_chans, H, W].
+            return_dict: also return the auxiliary logits and the scale-attention map.
+        Returns:
+            logits [N, K, H, W], or ``SegmentationOutput(logits, aux_logits [N, K, H, W],
+            scale_attn [N, 1, H, W] or None)`` with ``return_dict``.
+        """
+        return self.forward_head(self.forward_features(x), x.shape[-2:], return_dict=return_dict)
+
     def forward_scale(self, x: torch.Tensor, scale: float) -> SegmentationOutput:
         """One pass on ``x`` resized by ``scale`` (bilinear, ``align_corners=False``, output size
         ⌊H·scale⌋ × ⌊W·scale⌋ as the official ``ResizeX``); outputs at that resized size."""
@@ -264,10 +320,10 @@ class HRNetOCR(nn.Module, PsaModelMixin):
             x = F.interpolate(
                 x, scale_factor=scale, mode="bilinear", align_corners=False, recompute_scale_factor=True
             )
-        return self.forward(x, return_aux=True)
+        return self.forward(x, return_dict=True)
 
     def forward_multiscale(
-        self, x: torch.Tensor, scales: Iterable[float] = (0.5, 1.0, 2.0), return_aux: bool = False
+        self, x: torch.Tensor, scales: Iterable[float] = (0.5, 1.0, 2.0), return_dict: bool = False
     ) -> torch.Tensor | SegmentationOutput:
         """Hierarchical multi-scale inference, as NVIDIA's ``MscaleOCR.nscale_forward``.
 
@@ -279,7 +335,7 @@ class HRNetOCR(nn.Module, PsaModelMixin):
         Args:
             x: [N, in_chans, H, W].
             scales: positive scales including 1.0 (the output size); official evaluation (0.5, 1.0, 2.0).
-            return_aux: return ``SegmentationOutput(logits, aux_logits)`` instead of the logits.
+            return_dict: return ``SegmentationOutput(logits, aux_logits)`` instead of the logits.
         Returns:
             combined logits [N, K, H, W] (``scale_attn`` of the output is None: there is one map per scale,
             see :meth:`forward_scale`).
@@ -305,7 +361,7 @@ class HRNetOCR(nn.Module, PsaModelMixin):
                 up_attn = _resize(attn, size)
                 pred = _resize(attn * cls, size) + (1 - up_attn) * pred
                 aux = _resize(attn * aux_s, size) + (1 - up_attn) * aux
-        return SegmentationOutput(logits=pred, aux_logits=aux) if return_aux else pred
+        return SegmentationOutput(logits=pred, aux_logits=aux) if return_dict else pred
 
     @staticmethod
     def _check_scales(scales: Iterable[float]) -> list[float]:

@@ -12,18 +12,27 @@ PSA for pose (the paper's UDP-Pose + PSA results) has no released code; attentio
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
-from ._mixin import PsaModelMixin
-from .backbones.hrnet import HRNet, HRNetSpec
+from ..labels import COCO_KEYPOINT_SET
+from .backbones.hrnet import HRNET_PRESETS, HRNet, HRNetSpec
+from .base import PsaModel, check_drop_rate, check_positive_int, to_json_value
+from .outputs import PoseOutput
 
-__all__ = ["HRNetPose"]
+__all__ = ["HRNetPose", "hrnet_spec_value"]
 
 
-class HRNetPose(HRNet, PsaModelMixin):
+def hrnet_spec_value(spec: HRNetSpec) -> str | dict:
+    """The config form of a spec: its preset name when it is one (``"w48"``), else its dict form."""
+    return next((name for name, preset in HRNET_PRESETS.items() if preset == spec), None) or spec.to_dict()
+
+
+class HRNetPose(HRNet, PsaModel):
     """HRNet pose estimator: image crop → keypoint heatmaps.
 
     Args:
@@ -33,11 +42,20 @@ class HRNetPose(HRNet, PsaModelMixin):
         attn: attention block for the BasicBlock ``deattn`` slots (name, constructor or None).
         attn_kwargs: keyword arguments bound to ``attn``.
         in_chans: input channels.
+        drop_rate: dropout before the heatmap layer (timm's ``drop_rate``; 0 in the official recipes).
 
     Forward: x [N, in_chans, H, W] → raw heatmaps [N, K, ⌈H/4⌉, ⌈W/4⌉] (e.g. 256×192 → 64×48); no flip
-    test or decoding. The trunk API of :class:`HRNet` (``forward_features``, ``forward_intermediates``,
-    ``feature_info``) is inherited; its single trunk output is the input of ``final_layer``.
+    test or decoding; ``return_dict=True`` gives :class:`PoseOutput`. The trunk API of :class:`HRNet`
+    (``forward_features``, ``forward_intermediates``, ``feature_info``) is inherited; its single trunk
+    output is the input of ``final_layer``.
     """
+
+    task = "pose"
+    default_labels = COCO_KEYPOINT_SET
+    default_input_size = (256, 192)
+    metadata_output_stride = 4
+    classifier_name = "final_layer"
+    first_conv_name = "conv1"
 
     def __init__(
         self,
@@ -46,22 +64,52 @@ class HRNetPose(HRNet, PsaModelMixin):
         attn: str | Callable[..., nn.Module] | None = None,
         attn_kwargs: dict | None = None,
         in_chans: int = 3,
+        drop_rate: float = 0.0,
     ):
         super().__init__(
             spec, attn, attn_kwargs, in_chans=in_chans, fuse_upsample="nearest", multi_scale_output=False
         )
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes (keypoints) must be a positive int, got {num_classes!r}")
+        check_positive_int(num_classes, "num_classes (keypoints)")
+        self.attn, self.attn_kwargs = attn, attn_kwargs
         self.num_classes = num_classes
-        self.final_layer = nn.Conv2d(self.spec.stage4.out_channels[0], num_classes, 1)
-        # official pose head init: N(0, 0.001) weights, zero bias
-        nn.init.normal_(self.final_layer.weight, std=0.001)
-        nn.init.zeros_(self.final_layer.bias)
+        self.num_features = self.spec.stage4.out_channels[0]
+        self.drop_rate = check_drop_rate(drop_rate)
+        self.head_drop = nn.Dropout(self.drop_rate) if self.drop_rate else nn.Identity()
+        self.final_layer = self._new_final_layer(num_classes)
 
-    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
+    def _new_final_layer(self, num_classes: int) -> nn.Conv2d:
+        """1×1 conv to K heatmaps with the official pose head init: N(0, 0.001) weights, zero bias."""
+        conv = nn.Conv2d(self.num_features, num_classes, 1)
+        nn.init.normal_(conv.weight, std=0.001)
+        nn.init.zeros_(conv.bias)
+        return conv
+
+    def _reset_head(self, num_classes: int) -> None:
+        w = self.final_layer.weight
+        self.final_layer = self._new_final_layer(num_classes).to(device=w.device, dtype=w.dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "spec": hrnet_spec_value(self.spec),
+            "num_classes": self.num_classes,
+            "attn": to_json_value(self.attn, "attn"),
+            "attn_kwargs": to_json_value(self.attn_kwargs, "attn_kwargs"),
+            "in_chans": self.in_chans,
+            "drop_rate": self.drop_rate,
+        }
+
+    @staticmethod
+    def output_size(input_size: tuple[int, int]) -> tuple[int, int]:
+        """Heatmap (h, w) for an input (H, W): (⌈H/4⌉, ⌈W/4⌉)."""
+        return math.ceil(input_size[0] / 4), math.ceil(input_size[1] / 4)
+
+    def forward_head(
+        self, features: list[torch.Tensor], return_dict: bool = False
+    ) -> torch.Tensor | PoseOutput:
         """Trunk output list (one map [N, C, H/4, W/4]) → heatmaps [N, K, H/4, W/4]."""
-        return self.final_layer(features[0])
+        heatmaps = self.final_layer(self.head_drop(features[0]))
+        return PoseOutput(heatmaps=heatmaps, features=features[0]) if return_dict else heatmaps
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [N, in_chans, H, W] → heatmaps [N, num_classes, ⌈H/4⌉, ⌈W/4⌉]."""
-        return self.forward_head(self.forward_features(x))
+    def forward(self, x: torch.Tensor, return_dict: bool = False) -> torch.Tensor | PoseOutput:
+        """x [N, in_chans, H, W] → heatmaps [N, num_classes, ⌈H/4⌉, ⌈W/4⌉] (or :class:`PoseOutput`)."""
+        return self.forward_head(self.forward_features(x), return_dict=return_dict)

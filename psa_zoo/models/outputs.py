@@ -9,7 +9,7 @@ import torch
 
 @dataclass
 class SegmentationOutput:
-    """Outputs of a segmentation model when training extras are asked for.
+    """Outputs of a segmentation model with ``return_dict=True``.
 
     Attributes:
         logits: [N, num_classes, H, W] class logits at the input size.
@@ -20,3 +20,17 @@ class SegmentationOutput:
     logits: torch.Tensor
     aux_logits: torch.Tensor | None = None
     scale_attn: torch.Tensor | None = None
+
+
+@dataclass
+class PoseOutput:
+    """Outputs of a pose model with ``return_dict=True``.
+
+    Attributes:
+        heatmaps: [N, K, h, w] raw keypoint heatmaps (no flip test, no decoding); h, w at the model's
+            output stride (``model.output_size``).
+        features: [N, C, h, w] the features the heatmap layer reads, or None.
+    """
+
+    heatmaps: torch.Tensor
+    features: torch.Tensor | None = None

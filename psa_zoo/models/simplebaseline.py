@@ -17,21 +17,25 @@ placement); the head has none.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from ._mixin import PsaModelMixin
+from ..labels import COCO_KEYPOINT_SET
 from .backbones._common import init_trunk_weights
 from .backbones.resnet import RESNET_PRESETS, ResNet
+from .base import PsaModel, check_drop_rate, check_positive_int, to_json_value
+from .outputs import PoseOutput
 
 __all__ = ["SimpleBaseline"]
 
 DECONV_KERNEL, DECONV_STRIDE, DECONV_PADDING = 4, 2, 1  # official NUM_DECONV_KERNELS 4 → padding 1, output 0
 
 
-class SimpleBaseline(nn.Module, PsaModelMixin):
+class SimpleBaseline(PsaModel):
     """SimpleBaseline (pose_resnet) with an optional attention block in every residual block.
 
     Args:
@@ -42,10 +46,18 @@ class SimpleBaseline(nn.Module, PsaModelMixin):
         attn_kwargs: keyword arguments for the attention constructor.
         in_chans: input channels.
         deconv_channels: output channels of the deconvolution layers (official: three of 256).
+        drop_rate: dropout before the heatmap layer (timm's ``drop_rate``; 0 in the official recipes).
 
     Shapes: ``forward(x)``: [N, in_chans, H, W] → heatmaps [N, K, 8·⌈H/32⌉, 8·⌈W/32⌉], i.e. [N, K, H/4, W/4]
-    for H, W divisible by 32 (256×192 → 64×48).
+    for H, W divisible by 32 (256×192 → 64×48); ``return_dict=True`` gives :class:`PoseOutput`.
     """
+
+    task = "pose"
+    default_labels = COCO_KEYPOINT_SET
+    default_input_size = (256, 192)
+    metadata_output_stride = 4
+    classifier_name = "final_layer"
+    first_conv_name = "backbone.conv1"
 
     def __init__(
         self,
@@ -55,19 +67,23 @@ class SimpleBaseline(nn.Module, PsaModelMixin):
         attn_kwargs: dict | None = None,
         in_chans: int = 3,
         deconv_channels: Sequence[int] = (256, 256, 256),
+        drop_rate: float = 0.0,
     ):
         super().__init__()
         if depth not in RESNET_PRESETS:
             raise ValueError(f"depth must be one of {sorted(RESNET_PRESETS)}, got {depth!r}")
-        _check_positive(num_classes, "num_classes")
+        check_positive_int(num_classes, "num_classes")
         deconv_channels = tuple(deconv_channels)
         if not deconv_channels:
             raise ValueError("deconv_channels must name at least one deconvolution layer")
         for c in deconv_channels:
-            _check_positive(c, "deconv_channels entries")
+            check_positive_int(c, "deconv_channels entries")
         self.depth = depth
         self.num_classes = num_classes
         self.in_chans = in_chans
+        self.attn, self.attn_kwargs = attn, attn_kwargs
+        self.deconv_channels = deconv_channels
+        self.drop_rate = check_drop_rate(drop_rate)
         self.backbone = ResNet(depth, in_chans=in_chans, output_stride=32, attn=attn, attn_kwargs=attn_kwargs)
         layers, in_chs = [], self.backbone.num_features
         for out_chs in deconv_channels:
@@ -78,6 +94,7 @@ class SimpleBaseline(nn.Module, PsaModelMixin):
             in_chs = out_chs
         self.deconv_layers = nn.Sequential(*layers)
         self.num_features = in_chs
+        self.head_drop = nn.Dropout(self.drop_rate) if self.drop_rate else nn.Identity()
         self.final_layer = nn.Conv2d(in_chs, num_classes, 1)
         self._init_head()
 
@@ -90,24 +107,38 @@ class SimpleBaseline(nn.Module, PsaModelMixin):
                     nn.init.zeros_(m.bias)
         init_trunk_weights(self.deconv_layers)  # the BN layers; the deconvs are left as set above
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace ``final_layer`` by a freshly initialised 1×1 conv for ``num_classes`` heatmaps."""
-        _check_positive(num_classes, "num_classes")
+    def _reset_head(self, num_classes: int) -> None:
+        """A fresh 1×1 ``final_layer`` for ``num_classes`` heatmaps, N(0, 0.001) as the official init."""
         w = self.final_layer.weight
         self.final_layer = nn.Conv2d(self.num_features, num_classes, 1, device=w.device, dtype=w.dtype)
         nn.init.normal_(self.final_layer.weight, std=0.001)
         nn.init.zeros_(self.final_layer.bias)
-        self.num_classes = num_classes
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "depth": self.depth,
+            "num_classes": self.num_classes,
+            "attn": to_json_value(self.attn, "attn"),
+            "attn_kwargs": to_json_value(self.attn_kwargs, "attn_kwargs"),
+            "in_chans": self.in_chans,
+            "deconv_channels": list(self.deconv_channels),
+            "drop_rate": self.drop_rate,
+        }
+
+    def output_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        """Heatmap (h, w) for an input (H, W): the trunk rounds up at stride 32, each deconv doubles."""
+        scale = 2 ** len(self.deconv_channels)
+        return tuple(scale * math.ceil(v / 32) for v in input_size)  # type: ignore[return-value]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """x: [N, in_chans, H, W] → deconvolved features [N, num_features, 8·⌈H/32⌉, 8·⌈W/32⌉]."""
         return self.deconv_layers(self.backbone.forward_features(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_head(self, features: torch.Tensor, return_dict: bool = False) -> torch.Tensor | PoseOutput:
+        """Deconvolved features → heatmaps [N, num_classes, h, w] (or :class:`PoseOutput`)."""
+        heatmaps = self.final_layer(self.head_drop(features))
+        return PoseOutput(heatmaps=heatmaps, features=features) if return_dict else heatmaps
+
+    def forward(self, x: torch.Tensor, return_dict: bool = False) -> torch.Tensor | PoseOutput:
         """x: [N, in_chans, H, W] → heatmaps [N, num_classes, 8·⌈H/32⌉, 8·⌈W/32⌉]."""
-        return self.final_layer(self.forward_features(x))
-
-
-def _check_positive(value: int, name: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+        return self.forward_head(self.forward_features(x), return_dict=return_dict)

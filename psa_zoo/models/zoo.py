@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..labels import CITYSCAPES_CLASSES, COCO_KEYPOINTS, VOC_CLASSES
+from ..labels import CITYSCAPES_CLASS_SET, COCO_KEYPOINT_SET, VOC_CLASS_SET
 from ._builder import build_model
 from ._pretrained import Metric, PaperReference, PretrainedCfg
 from ._registry import register_model
@@ -29,7 +29,7 @@ def _pose_cfg(name: str, timm_backbone: str, params_m=None, gmacs=None, source="
         task="pose",
         input_size=(3, 256, 192),
         num_classes=17,
-        label_names=COCO_KEYPOINTS,
+        labels=COCO_KEYPOINT_SET,
         paper=PaperReference(params_m, gmacs, source, note),
         timm_backbone=timm_backbone,
     )
@@ -41,7 +41,7 @@ def _voc_cfg(name: str, timm_backbone: str, params_m=None, note="") -> Pretraine
         task="segmentation",
         input_size=(3, 513, 513),
         num_classes=21,
-        label_names=VOC_CLASSES,
+        labels=VOC_CLASS_SET,
         paper=PaperReference(params_m, None, _PSA_VOC if params_m else "", note),
         timm_backbone=timm_backbone,
     )
@@ -53,7 +53,7 @@ def _cityscapes_cfg(name: str, note: str = "") -> PretrainedCfg:
         task="segmentation",
         input_size=(3, 1024, 2048),
         num_classes=19,
-        label_names=CITYSCAPES_CLASSES,
+        labels=CITYSCAPES_CLASS_SET,
         paper=PaperReference(None, None, "", note),
         timm_backbone="hrnet_w48",
     )
@@ -94,6 +94,8 @@ def _coco_tag(
         input_size=(3, h, w),
         source=f"{_HRNET_REPO} model zoo: {checkpoint}",
         convert_format=fmt,
+        # the official ResNet configs read images with OpenCV and keep BGR (COLOR_RGB false); HRNet's: RGB
+        channel_order="BGR" if fmt == "simplebaseline" else "RGB",
         license="MIT (code of the source repository)",
         metrics=(Metric("AP", ap, "COCO val2017", _COCO_PROTOCOL, f"reported by {_HRNET_REPO} README"),),
         status="convertible",

@@ -1,8 +1,10 @@
 """The model benchmark on a small case: the three variants, their memory figures and the table."""
 
 import pytest
+import torch
 
-from psa_zoo.bench.models import ModelCase, bench_case, to_markdown
+from psa_zoo.bench.models import QUICK_CASES, ModelCase, _train_step, bench_case, to_markdown
+from psa_zoo.models import create_model
 
 
 @pytest.fixture(scope="module")
@@ -34,3 +36,16 @@ def test_table_reports_training_memory_against_the_baseline(rows):
     base = next(r for r in rows if r.variant == "none").train_peak_mb
     attn = next(r for r in rows if r.variant == "attn").train_peak_mb
     assert attn_row.rstrip(" |").endswith(f"{attn / base - 1:+.1%}")
+
+
+@pytest.mark.parametrize("case", QUICK_CASES, ids=lambda case: case.name)
+def test_quick_cases_train_at_their_batch(case):
+    """``bench-models --quick`` measures training memory: every quick case must run in training mode
+    (BatchNorm refuses one value per channel, e.g. DeepLabV3+'s image pooling at batch 1)."""
+    model = create_model(case.name).train()
+    model(torch.randn(case.batch, 3, case.height, case.width)).sum().backward()
+
+
+def test_batch_one_training_failure_names_the_fix():
+    with pytest.raises(ValueError, match=r"cannot run in training mode at input .*; use batch ≥ 2"):
+        _train_step(create_model("deeplabv3plus_mbv2_psa"), torch.randn(1, 3, 33, 33))()

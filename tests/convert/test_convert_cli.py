@@ -1,6 +1,11 @@
 """``psa-zoo convert``: official checkpoint → folder → ``psa_zoo.from_pretrained`` → the official outputs."""
 
 import json
+import random
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -138,3 +143,178 @@ def test_publish_script_dry_run_writes_a_loadable_folder(shared_dir, tmp_path, c
         publish.main(
             [str(src), "--format", "vainf-deeplab", "--tag", "voc_aug"]
         )  # no --repo-id, no --dry-run
+
+
+# --- errors: one line on stderr, exit status 2, no traceback, checked before the checkpoint is read ------
+
+
+def _error_line(capsys, argv: list[str]) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("psa-zoo convert: error: ") and "Traceback" not in captured.err
+    return lines[0]
+
+
+def _random_bytes_checkpoint(tmp_path) -> str:
+    path = tmp_path / "random.pth"
+    path.write_bytes(random.Random(2).randbytes(4096))  # torch's unpickler raises IndexError on these
+    return str(path)
+
+
+def test_random_bytes_are_not_a_checkpoint(tmp_path, capsys):
+    src = _random_bytes_checkpoint(tmp_path)
+    line = _error_line(capsys, ["convert", src, "--format", "hrnet-pose", "--out", str(tmp_path / "o")])
+    assert f"{src} is not a readable PyTorch checkpoint" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_random_bytes_exit_path_in_a_fresh_process(tmp_path):
+    src = _random_bytes_checkpoint(tmp_path)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "psa_zoo.cli",
+            "convert",
+            src,
+            "--format",
+            "hrnet-pose",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert f"{src} is not a readable PyTorch checkpoint" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-8", "7"])
+def test_output_stride_outside_its_choices_is_refused(tmp_path, capsys, value):
+    argv = ["convert", "x.pth", "--format", "vainf-deeplab", "--out", str(tmp_path), "--output-stride", value]
+    assert f"argument --output-stride: invalid choice: {value}" in _error_line(capsys, argv)
+
+
+def test_output_stride_for_a_format_without_one_is_refused(tmp_path, capsys):
+    # the source does not exist: the option is checked before the checkpoint is read
+    argv = [
+        "convert",
+        "missing.pth",
+        "--format",
+        "hrnet-pose",
+        "--out",
+        str(tmp_path / "o"),
+        "--output-stride",
+        "16",
+    ]
+    line = _error_line(capsys, argv)
+    assert "output_stride=16 given, but format hrnet-pose converts to HRNetPose" in line
+    assert "--output-stride" in line
+
+
+@pytest.mark.parametrize(
+    ("arch", "tag", "message"),
+    [
+        ("hrnet_w32", "coco", "unknown tag 'coco' for hrnet_w32, expected one of coco_256x192, coco_384x288"),
+        ("hrnet_w18", "coco_256x192", "tag 'coco_256x192' given, but hrnet_w18 has no pretrained tags"),
+        ("hrnet_w33", "coco_256x192", "unknown model 'hrnet_w33'"),
+    ],
+)
+def test_tag_that_the_architecture_lacks_is_refused_before_reading(tmp_path, capsys, arch, tag, message):
+    argv = ["convert", "missing.pth", "--format", "hrnet-pose", "--out", str(tmp_path / "o")]
+    assert message in _error_line(capsys, [*argv, "--arch", arch, "--tag", tag])
+
+
+def test_tag_for_an_inferred_architecture_is_checked(shared_dir, tmp_path, capsys):
+    src = str(shared_dir / "fixtures" / FIXTURES["vainf-deeplab"][0])
+    argv = ["convert", src, "--format", "vainf-deeplab", "--out", str(tmp_path / "o"), "--tag", "coco"]
+    assert "unknown tag 'coco' for deeplabv3plus_mbv2, expected one of voc_aug" in _error_line(capsys, argv)
+    assert not (tmp_path / "o").exists()
+
+
+def test_tag_for_an_unregistered_layout_is_refused(shared_dir, tmp_path, capsys):
+    src = str(shared_dir / "fixtures" / FIXTURES["hrnet-pose"][0])  # reduced width: no registry name
+    argv = ["convert", src, "--format", "hrnet-pose", "--out", str(tmp_path / "o"), "--tag", "coco_256x192"]
+    assert "matches no registered architecture" in _error_line(capsys, argv)
+
+
+def test_folder_holding_a_model_is_refused_before_reading(tmp_path, capsys):
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    argv = ["convert", "missing.pth", "--format", "hrnet-pose", "--out", str(out)]
+    line = _error_line(capsys, argv)
+    assert f"{out} already holds a model (config.json); pass overwrite=True (CLI: --overwrite)" in line
+    assert (out / "config.json").read_text() == "{}"
+
+
+def test_overwrite_replaces_the_model_a_folder_holds(shared_dir, tmp_path, capsys):
+    out = _convert(shared_dir, tmp_path, "hrnet-pose")
+    src = str(shared_dir / "fixtures" / FIXTURES["hrnet-pose"][0])
+    argv = ["convert", src, "--format", "hrnet-pose", "--out", str(out)]
+    assert "already holds a model (config.json, model.safetensors)" in _error_line(capsys, argv)
+    assert main([*argv, "--overwrite"]) == 0
+    assert isinstance(psa_zoo.from_pretrained(out), psa_zoo.HRNetPose)
+
+
+def test_folder_holding_other_files_is_refused_before_reading(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    argv = ["convert", "missing.pth", "--format", "hrnet-pose", "--out", str(out)]
+    assert f"{out} already holds notes.txt" in _error_line(capsys, argv)
+    # --overwrite replaces the whole folder: files that are not a saved model's are never deleted
+    assert "not part of a saved model (notes.txt)" in _error_line(capsys, [*argv, "--overwrite"])
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_output_that_is_a_file_is_refused(tmp_path, capsys):
+    out = tmp_path / "taken"
+    out.write_text("")
+    line = _error_line(capsys, ["convert", "missing.pth", "--format", "hrnet-pose", "--out", str(out)])
+    assert f"{out} is a file, not a folder" in line
+
+
+def test_output_below_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    out = tmp_path / "file" / "model"
+    line = _error_line(capsys, ["convert", "missing.pth", "--format", "hrnet-pose", "--out", str(out)])
+    assert f"--out {out}: {tmp_path / 'file'} is a file, expected a folder" in line
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A folder no file can be created in: a chmod 555 one, or (as root, who ignores modes) /sys."""
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        for candidate in (folder, Path("/sys")):
+            try:
+                with tempfile.TemporaryFile(dir=candidate):
+                    pass
+            except OSError:
+                yield candidate
+                return
+        pytest.skip("no read-only folder on this machine")
+    finally:
+        folder.chmod(0o755)
+
+
+def test_read_only_output_parent_is_refused(read_only_dir, capsys):
+    out = read_only_dir / "new" / "model"
+    line = _error_line(capsys, ["convert", "missing.pth", "--format", "hrnet-pose", "--out", str(out)])
+    assert f"folder {read_only_dir} is not writable" in line
+
+
+def test_missing_source_is_one_clear_line(tmp_path, capsys):
+    src = str(tmp_path / "missing.pth")
+    line = _error_line(capsys, ["convert", src, "--format", "hrnet-pose", "--out", str(tmp_path / "o")])
+    assert f"checkpoint {src} does not exist" in line

@@ -158,7 +158,7 @@ def test_converted_model_computes_the_official_forward(official, hw):
     model, _ = build_converted_model(official, "hrnet-ocr")
     x = torch.randn(2, 3, *hw)
     with torch.no_grad():
-        out = model(x, return_aux=True)
+        out = model(x, return_dict=True)
         logits, aux = reference_forward(official, model.backbone(x), hw)
     assert out.scale_attn is None
     torch.testing.assert_close(out.logits, logits, atol=1e-5, rtol=1e-4)

@@ -64,7 +64,7 @@ def test_single_scale_outputs_reproduce_the_official_model(variant, model):
     x = io["input"]
     with torch.no_grad():
         feats = model.forward_features(x)
-        out = model(x, return_aux=True)
+        out = model(x, return_dict=True)
     torch.testing.assert_close(feats, io["fwd_1.0x.backbone_feats"], **TOL)
     torch.testing.assert_close(out.logits, io["fwd_1.0x.cls_out"], **TOL)
     torch.testing.assert_close(out.aux_logits, io["fwd_1.0x.aux_out"], **TOL)

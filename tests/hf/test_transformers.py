@@ -190,7 +190,7 @@ def test_ocr_adds_the_weighted_aux_loss_in_training_only():
     with torch.no_grad():
         model.train()  # BN in training mode uses batch statistics: the same for both calls
         loss = model(x, labels=labels).loss
-        parts = model.model(x, return_aux=True)
+        parts = model.model(x, return_dict=True)
         expected = F.cross_entropy(parts.logits, labels) + 0.4 * F.cross_entropy(parts.aux_logits, labels)
         torch.testing.assert_close(loss, expected)
         model.eval()

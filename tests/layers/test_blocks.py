@@ -99,7 +99,7 @@ def test_torch_export_matches_eager(name):
 @pytest.mark.parametrize("name", BLOCKS)
 def test_wrong_rank_is_a_clear_error(name):
     block = create_attn(name, 16)
-    with pytest.raises(ValueError, match=r"expects a 4-D input \[N, 16, H, W\], got 3-D"):
+    with pytest.raises(ValueError, match=r"expects an input \[N, 16, H, W\].*got shape \(16, 4, 4\)"):
         block(torch.randn(16, 4, 4))
 
 

@@ -15,7 +15,7 @@ from psa_zoo import __version__
 from psa_zoo.cli import build_parser
 from psa_zoo.labels import CITYSCAPES_CLASSES, COCO_KEYPOINTS, VOC_CLASSES
 from psa_zoo.models import Metric, create_model, get_pretrained_cfg, list_models, list_tags
-from psa_zoo.models.cards import (
+from psa_zoo.publish.cards import (
     CARDS_README,
     GENERATOR_COMMAND,
     HUB_REPO,
@@ -158,7 +158,7 @@ def test_published_card_loads_from_the_hub_in_three_ways():
     text = render_model_card(cfg)
     python = "\n".join(_code_blocks(text, "python"))
     assert 'psa_zoo.create_model("hrnet_w32.coco_256x192", pretrained=True)' in python
-    assert '"hrnet_w32", pretrained=True, pretrained_tag="coco_256x192"' in python
+    assert '"hrnet_w32", pretrained=True, pretrained_cfg="coco_256x192"' in python
     assert (
         'psa_zoo.from_pretrained("org/hrnet_w32.coco_256x192", '
         'revision="0123456789abcdef0123456789abcdef01234567")' in python

@@ -5,7 +5,7 @@ import torch
 
 import psa_zoo
 from psa_zoo.layers import list_attn
-from psa_zoo.models._hub import is_attention_key
+from psa_zoo.models._loading import is_attention_key
 from psa_zoo.models.backbones import hrnet_spec
 
 TINY_HRNET = hrnet_spec(

@@ -2,7 +2,7 @@
 
 import pytest
 
-from psa_zoo.models.fidelity import fidelity_rows, render_markdown
+from psa_zoo.bench.fidelity import fidelity_rows, render_markdown
 from tests.conftest import REPO_ROOT
 
 # The one row the paper's table does not reproduce (see its note): 36.1M printed, 36.52M by construction.

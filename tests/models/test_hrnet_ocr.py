@@ -58,7 +58,7 @@ def test_outputs_are_at_input_size(hw):
     x = torch.randn(2, 3, *hw)
     with torch.no_grad():
         logits = model(x)
-        out = model(x, return_aux=True)
+        out = model(x, return_dict=True)
         feats = model.forward_features(x)
     assert logits.shape == (2, 5, *hw)
     assert isinstance(out, SegmentationOutput)
@@ -73,8 +73,8 @@ def test_multiscale_with_only_scale_one_is_the_single_scale_pass():
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         torch.testing.assert_close(model.forward_multiscale(x, scales=[1.0]), model(x))
-        out = model.forward_multiscale(x, return_aux=True)
-        single = model(x, return_aux=True)
+        out = model.forward_multiscale(x, return_dict=True)
+        single = model(x, return_dict=True)
     assert out.logits.shape == (1, 5, 64, 96) and out.aux_logits.shape == (1, 5, 64, 96)
     assert not torch.allclose(out.logits, single.logits, atol=1e-3)
 
@@ -97,7 +97,7 @@ def test_plain_ocr_has_no_scale_attention_and_no_hierarchical_multiscale():
     assert _num_params(mscale) - _num_params(plain) == _num_params(mscale.scale_attn)
     x = torch.randn(1, 3, 48, 80)
     with torch.no_grad():
-        out = plain(x, return_aux=True)
+        out = plain(x, return_dict=True)
         assert out.scale_attn is None and out.logits.shape == out.aux_logits.shape == (1, 5, 48, 80)
         assert plain.forward_scale(x, 0.5).logits.shape == (1, 5, 24, 40)
         with pytest.raises(ValueError, match="no scale-attention head"):

@@ -6,7 +6,7 @@ import torch
 
 import psa_zoo
 from psa_zoo.layers import list_attn
-from psa_zoo.models._hub import is_attention_key
+from psa_zoo.models._loading import is_attention_key
 
 PAPER_NAMES = {
     "simplebaseline_r50", "simplebaseline_r101", "simplebaseline_r152", "simplebaseline_r50_psa_p",
@@ -63,7 +63,8 @@ def test_every_name_builds_on_meta_with_attention_where_named(name):
     attention = [k for k, _ in model.named_parameters() if is_attention_key(k)]
     assert bool(attention) == ("_psa" in name)
     cfg = psa_zoo.get_pretrained_cfg(name)
-    assert model.pretrained_cfg == cfg
+    assert model.psa_cfg == cfg
+    assert model.pretrained_cfg["num_classes"] == cfg.num_classes == model.num_classes
     assert cfg.num_classes == len(cfg.label_names)
 
 

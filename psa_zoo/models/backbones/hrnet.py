@@ -358,9 +358,10 @@ class HRNetModule(nn.Module):
 
 
 def _resize(x: torch.Tensor, size: Sequence[int], mode: str) -> torch.Tensor:
+    # ``size`` goes in as given (no ``tuple(size)``): under torch.fx it is a proxy that cannot be iterated
     if mode == "nearest":
-        return F.interpolate(x, size=tuple(size), mode="nearest")
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=mode == "bilinear_align_corners")
+        return F.interpolate(x, size=size, mode="nearest")
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=mode == "bilinear_align_corners")
 
 
 def _make_transition(prev_chs: Sequence[int], cur_chs: Sequence[int]) -> nn.ModuleList:
@@ -405,8 +406,10 @@ class HRNet(nn.Module):
     Forward / ``forward_features``: [N, in_chans, H, W] → list of branch maps, branch b being
     [N, C_b, ⌈H/2^(b+2)⌉, ⌈W/2^(b+2)⌉] (one map with ``multi_scale_output=False``).
 
-    Weights: trunk convs kaiming-normal (fan_out), BN weight 1 / bias 0 (timm's HRNet init); the attention
-    blocks keep their own initialisation (see their ``init`` argument).
+    Weights: trunk convs N(0, 0.001), BN weight 1 / bias 0 — the ``init_weights`` of both official code
+    bases (``pose_hrnet.py``, ``seg_hrnet.py``), which keeps a fresh model's eval-mode outputs small (a
+    Kaiming init compounds through the many fuse sums to outputs of 1e6 and more); the attention blocks keep
+    their own initialisation (see their ``init`` argument).
     """
 
     def __init__(
@@ -475,7 +478,9 @@ class HRNet(nn.Module):
             if id(m) in attn_modules:
                 continue
             if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.normal_(m.weight, std=0.001)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)

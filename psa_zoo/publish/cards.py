@@ -12,7 +12,7 @@ compare ``model_cards/`` with :func:`expected_model_cards`. Parameter counts com
 the meta device (shapes only, no memory). Nothing here touches the network; ``ModelCard.validate`` (a Hub
 call) is never used.
 
-    >>> from psa_zoo.models.cards import render_model_card
+    >>> from psa_zoo.publish.cards import render_model_card
     >>> text = render_model_card(psa_zoo.get_pretrained_cfg("hrnet_w32.coco_256x192"))
 """
 
@@ -27,9 +27,9 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..labels import CITYSCAPES_CLASSES, COCO_KEYPOINTS, VOC_CLASSES
-from ._hub import ATTENTION_MODULE_NAMES
-from ._pretrained import Metric, PretrainedCfg
-from ._registry import get_pretrained_cfg, list_models, list_tags, model_entrypoint
+from ..models._loading import ATTENTION_MODULE_NAMES
+from ..models._pretrained import Metric, PretrainedCfg
+from ..models._registry import get_pretrained_cfg, list_models, list_tags, model_entrypoint
 
 __all__ = [
     "CARDS_README",
@@ -225,7 +225,7 @@ class _ModelFacts:
 
 @functools.cache
 def _model_facts(architecture: str) -> _ModelFacts:
-    from ._factory import create_model
+    from ..models._factory import create_model
 
     model = create_model(architecture, device="meta")
     blocks = [
@@ -233,11 +233,12 @@ def _model_facts(architecture: str) -> _ModelFacts:
         for name, module in model.named_modules()
         if name.rsplit(".", 1)[-1] in ATTENTION_MODULE_NAMES and any(True for _ in module.parameters())
     ]
-    attn = getattr(model, "init_args", {}).get("attn")
+    config = model.get_config()
+    attn = config.get("attn")
     init_args = tuple(
-        (k, v)
-        for k, v in getattr(model, "init_args", {}).items()
-        if isinstance(v, str | int | float | bool | tuple) or v is None
+        (k, tuple(v) if isinstance(v, list) else v)
+        for k, v in config.items()
+        if isinstance(v, str | int | float | bool | list) or v is None
     )
     return _ModelFacts(
         model_class=type(model).__name__,
@@ -321,7 +322,7 @@ def _eval_results(cfg: PretrainedCfg) -> list[EvalResult]:
         if url is None:
             raise ValueError(
                 f"{cfg.name}: no source URL known for the provenance {metric.provenance!r}; "
-                "add it to psa_zoo.models.cards._SOURCE_URLS"
+                "add it to psa_zoo.publish.cards._SOURCE_URLS"
             )
         results.append(
             EvalResult(
@@ -622,11 +623,11 @@ def _loading(cfg: PretrainedCfg) -> str:
                     "python",
                     f'import psa_zoo\n\nmodel = psa_zoo.create_model("{cfg.name}", pretrained=True).eval()',
                 ),
-                "2. `torch.hub` (one entry point per registered model; the tag is `pretrained_tag`):",
+                "2. `torch.hub` (one entry point per registered model; the tag is `pretrained_cfg`):",
                 _code(
                     "python",
                     f'import torch\n\nmodel = torch.hub.load("{HUB_REPO}", "{arch}", pretrained=True, '
-                    f'pretrained_tag="{tag}").eval()',
+                    f'pretrained_cfg="{tag}").eval()',
                 ),
                 local,
                 "3. `psa_zoo.from_pretrained` (the Hub repository as a folder: `model.safetensors` + "
@@ -656,12 +657,12 @@ def _loading(cfg: PretrainedCfg) -> str:
                     f'model = psa_zoo.create_model(\n    "{cfg.name}", pretrained=True, '
                     'pretrained_cfg_overlay={"file": "DIR/model.safetensors"}\n).eval()',
                 ),
-                "3. `torch.hub` (one entry point per registered model; the tag is `pretrained_tag`):",
+                "3. `torch.hub` (one entry point per registered model; the tag is `pretrained_cfg`):",
                 _code(
                     "python",
                     "import torch\n\n"
                     f'model = torch.hub.load(\n    "{HUB_REPO}", "{arch}", pretrained=True, '
-                    f'pretrained_tag="{tag}",\n'
+                    f'pretrained_cfg="{tag}",\n'
                     '    pretrained_cfg_overlay={"file": "DIR/model.safetensors"},\n).eval()',
                 ),
                 local + " Without the `file` override, `pretrained=True` raises an error until the weights "
@@ -1053,7 +1054,7 @@ def render_model_card(cfg: PretrainedCfg) -> str:
         citations=_citations(cfg, facts),
         footer=(
             f"*Generated from the psa_zoo registry by `{GENERATOR_COMMAND}`; edit the registry "
-            "(`psa_zoo/models/zoo.py`) or `psa_zoo/models/cards.py` rather than this file.*"
+            "(`psa_zoo/models/zoo.py`) or `psa_zoo/publish/cards.py` rather than this file.*"
         ),
     )
     return str(card).rstrip("\n") + "\n"

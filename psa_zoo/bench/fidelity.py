@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..bench._measure import count_flops
-from ._factory import create_model
-from ._registry import get_pretrained_cfg, list_models
+from ..models._factory import create_model
+from ..models._registry import get_pretrained_cfg, list_models
+from ._measure import count_flops
 
 PARAMS_TOLERANCE = 0.01  # ours must be within 1% of the paper's figure, where the paper gives one
 
