@@ -123,7 +123,8 @@ def test_fuse_upsample_mode_changes_the_output():
     with torch.no_grad():
         a, b = nearest(x), bilinear(x)
     assert [t.shape for t in a] == [t.shape for t in b]
-    assert not torch.allclose(a[0], b[0], atol=1e-3)
+    # relative: the official N(0, 0.001) init makes a fresh trunk's outputs tiny
+    assert (a[0] - b[0]).abs().max() > 1e-3 * a[0].abs().max()
 
 
 @pytest.mark.parametrize("align_corners", [False, True])
