@@ -2,13 +2,12 @@ import csv
 import json
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
 import psa_zoo
 from psa_zoo.cli import main
+from tests.conftest import cli_error_line
 
 
 def test_bench_attn_writes_tables_json_csv_and_plot(tmp_path, capsys):
@@ -73,20 +72,6 @@ def test_bench_attn_unknown_block_is_a_clear_error(capsys):
 # --- errors: one line on stderr, exit status 2, no traceback, before any measurement -------------------
 
 
-def _error_line(capsys, argv: list[str]) -> str:
-    """Run ``psa-zoo argv`` expecting a usage error; return its single stderr line (stdout must be empty:
-    nothing was measured, not even the "Machine:" line)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    captured = capsys.readouterr()
-    assert exit_info.value.code == 2
-    assert captured.out == ""
-    lines = captured.err.splitlines()
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith(f"psa-zoo {argv[0]}: error: ") and "Traceback" not in captured.err
-    return lines[0]
-
-
 @pytest.mark.parametrize(
     ("argv", "value"),
     [
@@ -103,7 +88,7 @@ def _error_line(capsys, argv: list[str]) -> str:
     ],
 )
 def test_non_positive_counts_and_sizes_are_refused(capsys, argv, value):
-    line = _error_line(capsys, argv)
+    line = cli_error_line(capsys, argv)
     assert f"argument {argv[1]}: got {value}, expected a positive integer" in line
 
 
@@ -116,58 +101,38 @@ def test_non_positive_counts_and_sizes_are_refused(capsys, argv, value):
     ],
 )
 def test_options_of_a_section_left_out_are_refused(capsys, argv, option):
-    assert f"{option} is for the" in _error_line(capsys, argv)
+    assert f"{option} is for the" in cli_error_line(capsys, argv)
 
 
 def test_missing_output_folder_fails_before_the_benchmark(capsys):
-    line = _error_line(capsys, ["bench-models", "--quick", "--json", "/nonexistent/dir/x.json"])
+    line = cli_error_line(capsys, ["bench-models", "--quick", "--json", "/nonexistent/dir/x.json"])
     assert "/nonexistent/dir does not exist" in line
 
 
 def test_output_that_is_a_folder_fails_before_the_benchmark(tmp_path, capsys):
-    line = _error_line(capsys, ["bench-attn", "--quick", "--csv", str(tmp_path)])
+    line = cli_error_line(capsys, ["bench-attn", "--quick", "--csv", str(tmp_path)])
     assert f"--csv {tmp_path} is a folder, expected a file path" in line
 
 
 def test_output_below_a_file_fails_before_the_benchmark(tmp_path, capsys):
     (tmp_path / "file").write_text("")
-    line = _error_line(capsys, ["bench-attn", "--quick", "--json", str(tmp_path / "file" / "x.json")])
+    line = cli_error_line(capsys, ["bench-attn", "--quick", "--json", str(tmp_path / "file" / "x.json")])
     assert f"{tmp_path / 'file'} is a file, expected a folder" in line
-
-
-@pytest.fixture
-def read_only_dir(tmp_path):
-    """A folder no file can be created in: a chmod 555 one, or (as root, who ignores modes) /sys."""
-    folder = tmp_path / "read_only"
-    folder.mkdir()
-    folder.chmod(0o555)
-    candidates = (folder, Path("/sys"))
-    try:
-        for candidate in candidates:
-            try:
-                with tempfile.TemporaryFile(dir=candidate):
-                    pass
-            except OSError:
-                yield candidate
-                return
-        pytest.skip("no read-only folder on this machine")
-    finally:
-        folder.chmod(0o755)
 
 
 def test_read_only_output_folder_fails_before_the_benchmark(read_only_dir, capsys):
     target = read_only_dir / "x.json"
-    line = _error_line(capsys, ["bench-models", "--quick", "--json", str(target)])
+    line = cli_error_line(capsys, ["bench-models", "--quick", "--json", str(target)])
     assert f"folder {read_only_dir} is not writable" in line
 
 
 def test_unknown_model_case_is_a_clear_error(capsys):
-    line = _error_line(capsys, ["bench-models", "--quick", "--models", "hrnet_w48_psa_p"])
+    line = cli_error_line(capsys, ["bench-models", "--quick", "--models", "hrnet_w48_psa_p"])
     assert "--models hrnet_w48_psa_p: no such benchmark case with --quick" in line
 
 
 def test_usage_errors_are_one_line(capsys):
-    assert "invalid choice: 'tables'" in _error_line(capsys, ["bench-attn", "--sections", "tables"])
+    assert "invalid choice: 'tables'" in cli_error_line(capsys, ["bench-attn", "--sections", "tables"])
 
 
 def test_error_exit_path_in_a_fresh_process():

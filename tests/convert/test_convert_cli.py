@@ -4,8 +4,6 @@ import json
 import random
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +12,7 @@ from safetensors.torch import load_file
 
 import psa_zoo
 from psa_zoo.cli import main
+from tests.conftest import cli_error_line
 
 FIXTURES = {
     "vainf-deeplab": (
@@ -148,17 +147,6 @@ def test_publish_script_dry_run_writes_a_loadable_folder(shared_dir, tmp_path, c
 # --- errors: one line on stderr, exit status 2, no traceback, checked before the checkpoint is read ------
 
 
-def _error_line(capsys, argv: list[str]) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    captured = capsys.readouterr()
-    assert exit_info.value.code == 2
-    lines = captured.err.splitlines()
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith("psa-zoo convert: error: ") and "Traceback" not in captured.err
-    return lines[0]
-
-
 def _random_bytes_checkpoint(tmp_path) -> str:
     path = tmp_path / "random.pth"
     path.write_bytes(random.Random(2).randbytes(4096))  # torch's unpickler raises IndexError on these
@@ -167,7 +155,7 @@ def _random_bytes_checkpoint(tmp_path) -> str:
 
 def test_random_bytes_are_not_a_checkpoint(tmp_path, capsys):
     src = _random_bytes_checkpoint(tmp_path)
-    line = _error_line(capsys, ["convert", src, "--format", "hrnet-pose", "--out", str(tmp_path / "o")])
+    line = cli_error_line(capsys, ["convert", src, "--format", "hrnet-pose", "--out", str(tmp_path / "o")])
     assert f"{src} is not a readable PyTorch checkpoint" in line
     assert not (tmp_path / "o").exists()
 
@@ -199,7 +187,7 @@ def test_random_bytes_exit_path_in_a_fresh_process(tmp_path):
 @pytest.mark.parametrize("value", ["0", "-8", "7"])
 def test_output_stride_outside_its_choices_is_refused(tmp_path, capsys, value):
     argv = ["convert", "x.pth", "--format", "vainf-deeplab", "--out", str(tmp_path), "--output-stride", value]
-    assert f"argument --output-stride: invalid choice: {value}" in _error_line(capsys, argv)
+    assert f"argument --output-stride: invalid choice: {value}" in cli_error_line(capsys, argv)
 
 
 def test_output_stride_for_a_format_without_one_is_refused(tmp_path, capsys):
@@ -214,7 +202,7 @@ def test_output_stride_for_a_format_without_one_is_refused(tmp_path, capsys):
         "--output-stride",
         "16",
     ]
-    line = _error_line(capsys, argv)
+    line = cli_error_line(capsys, argv)
     assert "output_stride=16 given, but format hrnet-pose converts to HRNetPose" in line
     assert "--output-stride" in line
 
@@ -229,20 +217,22 @@ def test_output_stride_for_a_format_without_one_is_refused(tmp_path, capsys):
 )
 def test_tag_that_the_architecture_lacks_is_refused_before_reading(tmp_path, capsys, arch, tag, message):
     argv = ["convert", "missing.pth", "--format", "hrnet-pose", "--out", str(tmp_path / "o")]
-    assert message in _error_line(capsys, [*argv, "--arch", arch, "--tag", tag])
+    assert message in cli_error_line(capsys, [*argv, "--arch", arch, "--tag", tag])
 
 
 def test_tag_for_an_inferred_architecture_is_checked(shared_dir, tmp_path, capsys):
     src = str(shared_dir / "fixtures" / FIXTURES["vainf-deeplab"][0])
     argv = ["convert", src, "--format", "vainf-deeplab", "--out", str(tmp_path / "o"), "--tag", "coco"]
-    assert "unknown tag 'coco' for deeplabv3plus_mbv2, expected one of voc_aug" in _error_line(capsys, argv)
+    assert "unknown tag 'coco' for deeplabv3plus_mbv2, expected one of voc_aug" in cli_error_line(
+        capsys, argv
+    )
     assert not (tmp_path / "o").exists()
 
 
 def test_tag_for_an_unregistered_layout_is_refused(shared_dir, tmp_path, capsys):
     src = str(shared_dir / "fixtures" / FIXTURES["hrnet-pose"][0])  # reduced width: no registry name
     argv = ["convert", src, "--format", "hrnet-pose", "--out", str(tmp_path / "o"), "--tag", "coco_256x192"]
-    assert "matches no registered architecture" in _error_line(capsys, argv)
+    assert "matches no registered architecture" in cli_error_line(capsys, argv)
 
 
 def test_folder_holding_a_model_is_refused_before_reading(tmp_path, capsys):
@@ -250,7 +240,7 @@ def test_folder_holding_a_model_is_refused_before_reading(tmp_path, capsys):
     out.mkdir()
     (out / "config.json").write_text("{}")
     argv = ["convert", "missing.pth", "--format", "hrnet-pose", "--out", str(out)]
-    line = _error_line(capsys, argv)
+    line = cli_error_line(capsys, argv)
     assert f"{out} already holds a model (config.json); pass overwrite=True (CLI: --overwrite)" in line
     assert (out / "config.json").read_text() == "{}"
 
@@ -259,7 +249,8 @@ def test_overwrite_replaces_the_model_a_folder_holds(shared_dir, tmp_path, capsy
     out = _convert(shared_dir, tmp_path, "hrnet-pose")
     src = str(shared_dir / "fixtures" / FIXTURES["hrnet-pose"][0])
     argv = ["convert", src, "--format", "hrnet-pose", "--out", str(out)]
-    assert "already holds a model (config.json, model.safetensors)" in _error_line(capsys, argv)
+    capsys.readouterr()  # the first conversion's "wrote ..." line
+    assert "already holds a model (config.json, model.safetensors)" in cli_error_line(capsys, argv)
     assert main([*argv, "--overwrite"]) == 0
     assert isinstance(psa_zoo.from_pretrained(out), psa_zoo.HRNetPose)
 
@@ -269,52 +260,33 @@ def test_folder_holding_other_files_is_refused_before_reading(tmp_path, capsys):
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     argv = ["convert", "missing.pth", "--format", "hrnet-pose", "--out", str(out)]
-    assert f"{out} already holds notes.txt" in _error_line(capsys, argv)
+    assert f"{out} already holds notes.txt" in cli_error_line(capsys, argv)
     # --overwrite replaces the whole folder: files that are not a saved model's are never deleted
-    assert "not part of a saved model (notes.txt)" in _error_line(capsys, [*argv, "--overwrite"])
+    assert "not part of a saved model (notes.txt)" in cli_error_line(capsys, [*argv, "--overwrite"])
     assert (out / "notes.txt").read_text() == "mine"
 
 
 def test_output_that_is_a_file_is_refused(tmp_path, capsys):
     out = tmp_path / "taken"
     out.write_text("")
-    line = _error_line(capsys, ["convert", "missing.pth", "--format", "hrnet-pose", "--out", str(out)])
+    line = cli_error_line(capsys, ["convert", "missing.pth", "--format", "hrnet-pose", "--out", str(out)])
     assert f"{out} is a file, not a folder" in line
 
 
 def test_output_below_a_file_is_refused(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     out = tmp_path / "file" / "model"
-    line = _error_line(capsys, ["convert", "missing.pth", "--format", "hrnet-pose", "--out", str(out)])
+    line = cli_error_line(capsys, ["convert", "missing.pth", "--format", "hrnet-pose", "--out", str(out)])
     assert f"--out {out}: {tmp_path / 'file'} is a file, expected a folder" in line
-
-
-@pytest.fixture
-def read_only_dir(tmp_path):
-    """A folder no file can be created in: a chmod 555 one, or (as root, who ignores modes) /sys."""
-    folder = tmp_path / "read_only"
-    folder.mkdir()
-    folder.chmod(0o555)
-    try:
-        for candidate in (folder, Path("/sys")):
-            try:
-                with tempfile.TemporaryFile(dir=candidate):
-                    pass
-            except OSError:
-                yield candidate
-                return
-        pytest.skip("no read-only folder on this machine")
-    finally:
-        folder.chmod(0o755)
 
 
 def test_read_only_output_parent_is_refused(read_only_dir, capsys):
     out = read_only_dir / "new" / "model"
-    line = _error_line(capsys, ["convert", "missing.pth", "--format", "hrnet-pose", "--out", str(out)])
+    line = cli_error_line(capsys, ["convert", "missing.pth", "--format", "hrnet-pose", "--out", str(out)])
     assert f"folder {read_only_dir} is not writable" in line
 
 
 def test_missing_source_is_one_clear_line(tmp_path, capsys):
     src = str(tmp_path / "missing.pth")
-    line = _error_line(capsys, ["convert", src, "--format", "hrnet-pose", "--out", str(tmp_path / "o")])
+    line = cli_error_line(capsys, ["convert", src, "--format", "hrnet-pose", "--out", str(tmp_path / "o")])
     assert f"checkpoint {src} does not exist" in line
