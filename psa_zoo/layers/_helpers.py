@@ -54,16 +54,24 @@ _BLOCK_REMEDIES = {
 }
 
 
-def check_input(x: torch.Tensor, channels: int, block: str) -> None:
+def check_input(
+    x: torch.Tensor,
+    channels: int,
+    owner: str,
+    remedies: dict[str, str] = _BLOCK_REMEDIES,
+    built_for: str | None = None,
+) -> None:
     """Raise ``ValueError`` unless ``x`` is ``[N, channels, H, W]`` with H, W ≥ 1; N = 0 passes.
 
+    ``remedies`` says what to do per problem (``"rank"``, ``"channels"``, ``"empty"``; ``{got}`` and
+    ``{channels}`` are filled in), ``built_for`` names the setting (default ``"<channels> channels"``).
     Skipped under ``torch.fx`` symbolic tracing (shapes are proxies there); runs under compile/export.
     """
     problem = nchw_problem(x, channels)
     if problem is not None:
         got = x.shape[1] if x.ndim == 4 else None
-        remedy = _BLOCK_REMEDIES[problem].format(got=got, channels=channels)
-        raise input_error(block, f"{channels} channels", channels, x, remedy)
+        remedy = remedies[problem].format(got=got, channels=channels)
+        raise input_error(owner, built_for or f"{channels} channels", channels, x, remedy)
 
 
 def check_positive_int(value: int, arg: str, block: str, accepted: str = "a positive int") -> int:

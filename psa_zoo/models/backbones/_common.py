@@ -10,7 +10,7 @@ import torch
 from timm.models._features import feature_take_indices
 from torch import nn
 
-from psa_zoo.layers._helpers import input_error, nchw_problem
+from psa_zoo.layers._helpers import check_input
 
 __all__ = [
     "StagePlan",
@@ -86,7 +86,7 @@ def check_in_chans(in_chans: int) -> int:
 
 _IMAGE_REMEDIES = {
     "rank": "pass a batch of images (x.unsqueeze(0) for a single one)",
-    "channels": "build the model with in_chans={got} or convert the images to {in_chans} channels",
+    "channels": "build the model with in_chans={got} or convert the images to {channels} channels",
     "empty": "an image without pixels cannot be processed; leave it out of the batch "
     "(an empty batch, N = 0, is fine)",
 }
@@ -98,11 +98,7 @@ def check_image_input(x: torch.Tensor, in_chans: int, model: str) -> None:
     Same wording as the attention blocks' input check; skipped under ``torch.fx`` symbolic tracing, where
     shapes are proxies that Python cannot branch on (it still runs under torch.compile / torch.export).
     """
-    problem = nchw_problem(x, in_chans)
-    if problem is not None:
-        got = x.shape[1] if x.ndim == 4 else None
-        remedy = _IMAGE_REMEDIES[problem].format(got=got, in_chans=in_chans)
-        raise input_error(model, f"in_chans={in_chans}", in_chans, x, remedy)
+    check_input(x, in_chans, model, _IMAGE_REMEDIES, f"in_chans={in_chans}")
 
 
 def take_indices(num_features: int, indices: int | Sequence[int] | None) -> tuple[list[int], int]:
