@@ -23,10 +23,11 @@ from typing import Any, ClassVar
 
 from torch import nn
 
+from ..layers._helpers import check_positive_int
 from ..metadata import ClassSet, KeypointSet, ModelMetadata
 from ._pretrained import PretrainedCfg
 
-__all__ = ["PsaModel", "check_drop_rate", "check_positive_int", "to_json_value"]
+__all__ = ["PsaModel", "check_drop_rate", "to_json_value"]
 
 
 def to_json_value(value: Any, name: str = "argument") -> Any:
@@ -45,13 +46,6 @@ def to_json_value(value: Any, name: str = "argument") -> Any:
     raise ValueError(
         f"{name}={value!r} cannot be saved in config.json; pass a registered name or plain values instead"
     )
-
-
-def check_positive_int(value: Any, name: str) -> int:
-    """``value`` when it is an int ≥ 1 (bool excluded), else ``ValueError`` naming ``name``."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def check_drop_rate(value: Any, name: str = "drop_rate") -> float:
@@ -148,7 +142,7 @@ class PsaModel(nn.Module):
         The metadata follows: ``labels`` when given (their count must be ``num_classes``), else the old
         labels when the count is unchanged, else generic names (``keypoint_<i>`` / ``class_<i>``).
         """
-        check_positive_int(num_classes, "num_classes")
+        check_positive_int(num_classes, "num_classes", type(self).__name__)
         self._reset_head(num_classes)
         self.num_classes = num_classes
         self._metadata = self.metadata.with_num_outputs(num_classes)

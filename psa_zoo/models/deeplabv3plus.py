@@ -44,10 +44,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..labels import VOC_CLASS_SET
+from ..layers._helpers import check_positive_int
 from .backbones._common import init_trunk_weights
 from .backbones.mobilenetv2 import MobileNetV2
 from .backbones.resnet import ResNet
-from .base import PsaModel, check_drop_rate, check_positive_int, to_json_value
+from .base import PsaModel, check_drop_rate, to_json_value
 from .outputs import SegmentationOutput
 
 __all__ = ["ASPP", "ASPP_RATES", "DEEPLAB_ENCODERS", "DeepLabV3Plus", "DeepLabV3PlusDecoder"]
@@ -204,7 +205,7 @@ class DeepLabV3Plus(PsaModel):
             raise ValueError(f"encoder must be one of {sorted(DEEPLAB_ENCODERS)}, got {encoder!r}")
         if output_stride not in ASPP_RATES:
             raise ValueError(f"output_stride must be one of {sorted(ASPP_RATES)}, got {output_stride!r}")
-        check_positive_int(num_classes, "num_classes")
+        check_positive_int(num_classes, "num_classes", type(self).__name__)
         spec = DEEPLAB_ENCODERS[encoder]
         self.encoder_name = encoder
         self.num_classes = num_classes

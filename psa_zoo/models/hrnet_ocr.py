@@ -38,8 +38,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..labels import CITYSCAPES_CLASS_SET
+from ..layers._helpers import check_positive_int
 from .backbones.hrnet import HRNet, HRNetSpec
-from .base import PsaModel, check_drop_rate, check_positive_int, to_json_value
+from .base import PsaModel, check_drop_rate, to_json_value
 from .hrnet_pose import hrnet_spec_value
 from .outputs import SegmentationOutput
 
@@ -230,7 +231,7 @@ class HRNetOCR(PsaModel):
         drop_rate: float = 0.0,
     ):
         super().__init__()
-        check_positive_int(num_classes, "num_classes")
+        check_positive_int(num_classes, "num_classes", type(self).__name__)
         self.num_classes = num_classes
         self.attn, self.attn_kwargs = attn, attn_kwargs
         self.ocr_mid_channels, self.ocr_key_channels = ocr_mid_channels, ocr_key_channels

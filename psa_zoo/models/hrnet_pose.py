@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 from ..labels import COCO_KEYPOINT_SET
+from ..layers._helpers import check_positive_int
 from .backbones.hrnet import HRNET_PRESETS, HRNet, HRNetSpec
-from .base import PsaModel, check_drop_rate, check_positive_int, to_json_value
+from .base import PsaModel, check_drop_rate, to_json_value
 from .outputs import PoseOutput
 
 __all__ = ["HRNetPose", "hrnet_spec_value"]
@@ -69,7 +70,7 @@ class HRNetPose(HRNet, PsaModel):
         super().__init__(
             spec, attn, attn_kwargs, in_chans=in_chans, fuse_upsample="nearest", multi_scale_output=False
         )
-        check_positive_int(num_classes, "num_classes (keypoints)")
+        check_positive_int(num_classes, "num_classes (keypoints)", type(self).__name__)
         self.attn, self.attn_kwargs = attn, attn_kwargs
         self.num_classes = num_classes
         self.num_features = self.spec.stage4.out_channels[0]

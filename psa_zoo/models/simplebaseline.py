@@ -25,9 +25,10 @@ import torch
 from torch import nn
 
 from ..labels import COCO_KEYPOINT_SET
+from ..layers._helpers import check_positive_int
 from .backbones._common import init_trunk_weights
 from .backbones.resnet import RESNET_PRESETS, ResNet
-from .base import PsaModel, check_drop_rate, check_positive_int, to_json_value
+from .base import PsaModel, check_drop_rate, to_json_value
 from .outputs import PoseOutput
 
 __all__ = ["SimpleBaseline"]
@@ -72,12 +73,12 @@ class SimpleBaseline(PsaModel):
         super().__init__()
         if depth not in RESNET_PRESETS:
             raise ValueError(f"depth must be one of {sorted(RESNET_PRESETS)}, got {depth!r}")
-        check_positive_int(num_classes, "num_classes")
+        check_positive_int(num_classes, "num_classes", type(self).__name__)
         deconv_channels = tuple(deconv_channels)
         if not deconv_channels:
             raise ValueError("deconv_channels must name at least one deconvolution layer")
         for c in deconv_channels:
-            check_positive_int(c, "deconv_channels entries")
+            check_positive_int(c, "deconv_channels entries", type(self).__name__)
         self.depth = depth
         self.num_classes = num_classes
         self.in_chans = in_chans
