@@ -168,13 +168,9 @@ def _count(labels: KeypointSet | ClassSet) -> int:
 def _load_local_dir(model: nn.Module, folder: Path) -> None:
     """``timm.create_model("local-dir:DIR", pretrained=True)``: the weights and metadata of a saved folder,
     verified as ``from_pretrained`` does."""
-    from ..metadata import ModelMetadata
-    from ._download import CONFIG_NAME, WEIGHTS_NAME, read_safetensors
-    from ._loading import load_state_dict_checked
+    from ._download import CONFIG_NAME, WEIGHTS_NAME
+    from ._loading import restore_saved
     from ._serialization import read_config
 
     config = read_config(folder / CONFIG_NAME)
-    state = read_safetensors(folder / WEIGHTS_NAME, config.get("weights_sha256"))
-    load_state_dict_checked(model, state, str(folder), allow_head_resize=False)
-    if config.get("metadata"):
-        model.set_metadata(ModelMetadata.from_dict(config["metadata"]).with_num_outputs(model.num_classes))
+    restore_saved(model, config, folder / WEIGHTS_NAME, str(folder), allow_head_resize=False)

@@ -30,6 +30,7 @@ __all__ = [
     "load_backbone_from_timm",
     "load_pretrained",
     "load_state_dict_checked",
+    "restore_saved",
 ]
 
 _logger = logging.getLogger("psa_zoo")
@@ -253,14 +254,10 @@ def from_pretrained(
         "num_classes"
     )
     _build_checked(cls, args, Path(weights_path), source, resized)
-    expected = config.get("weights_sha256")
-    if expected is None:
-        _logger.warning("%s: config.json records no weights_sha256 (older psa_zoo); not verified", source)
-    state = read_safetensors(weights_path, expected)
     model = cls(**args)
     if config.get("torch_dtype"):
         model.to(dtype=_dtype(config["torch_dtype"], config_path))
-    load_state_dict_checked(model, state, source, allow_head_resize=resized)
+    restore_saved(model, config, Path(weights_path), source, allow_head_resize=resized)
     architecture = config.get("architecture")
     model.model_name = architecture
     if architecture and is_model(architecture):
@@ -268,10 +265,21 @@ def from_pretrained(
             model.psa_cfg = get_pretrained_cfg(config.get("source_tag") or architecture)
         except ValueError:  # a tag this version of psa_zoo does not know
             model.psa_cfg = get_pretrained_cfg(architecture)
+    return model.eval()
+
+
+def restore_saved(
+    model: nn.Module, config: Mapping[str, Any], weights_path: Path, source: str, allow_head_resize: bool
+) -> None:
+    """Load a saved folder's weights (sha256 of its config verified) and metadata into ``model``."""
+    expected = config.get("weights_sha256")
+    if expected is None:
+        _logger.warning("%s: config.json records no weights_sha256 (older psa_zoo); not verified", source)
+    state = read_safetensors(weights_path, expected)
+    load_state_dict_checked(model, state, source, allow_head_resize=allow_head_resize)
     if config.get("metadata"):
         metadata = ModelMetadata.from_dict(config["metadata"])
         model.set_metadata(metadata.with_num_outputs(model.num_classes))
-    return model.eval()
 
 
 def _dtype(name: str, where: Path) -> torch.dtype:
