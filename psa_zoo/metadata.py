@@ -31,6 +31,16 @@ def _pairs(values: Sequence[Sequence[int]], what: str) -> tuple[tuple[int, int],
     return pairs  # type: ignore[return-value]
 
 
+def _names(values: Sequence[str], what: str, singular: str, owner: str) -> tuple[str, ...]:
+    """Non-empty, unique names as a tuple of str; ``ValueError`` naming ``owner`` otherwise."""
+    names = tuple(str(n) for n in values)
+    if not names:
+        raise ValueError(f"{owner} has no {what}; give at least one name")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{owner}: {singular} names must be unique, got {list(names)}")
+    return names
+
+
 def _check_indices(indices: Sequence[int], count: int, what: str, owner: str) -> None:
     bad = sorted({i for i in indices if not 0 <= i < count})
     if bad:
@@ -65,13 +75,9 @@ class KeypointSet:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "keypoint_names", tuple(str(n) for n in self.keypoint_names))
-        k = len(self.keypoint_names)
         owner = f"keypoint set {self.name!r}"
-        if k == 0:
-            raise ValueError(f"{owner} has no keypoints; give at least one name")
-        if len(set(self.keypoint_names)) != k:
-            raise ValueError(f"{owner}: keypoint names must be unique, got {list(self.keypoint_names)}")
+        set_(self, "keypoint_names", _names(self.keypoint_names, "keypoints", "keypoint", owner))
+        k = len(self.keypoint_names)
         set_(self, "skeleton", _pairs(self.skeleton, f"{owner}: skeleton"))
         set_(self, "flip_pairs", _pairs(self.flip_pairs, f"{owner}: flip_pairs"))
         set_(self, "sigmas", tuple(float(s) for s in self.sigmas))
@@ -151,13 +157,9 @@ class ClassSet:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "class_names", tuple(str(n) for n in self.class_names))
-        k = len(self.class_names)
         owner = f"class set {self.name!r}"
-        if k == 0:
-            raise ValueError(f"{owner} has no classes; give at least one name")
-        if len(set(self.class_names)) != k:
-            raise ValueError(f"{owner}: class names must be unique, got {list(self.class_names)}")
+        set_(self, "class_names", _names(self.class_names, "classes", "class", owner))
+        k = len(self.class_names)
         palette = tuple(tuple(int(v) for v in colour) for colour in self.palette) or default_class_palette(k)
         if len(palette) != k or any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in palette):
             raise ValueError(
