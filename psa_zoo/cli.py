@@ -18,12 +18,16 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
+from .cli_tasks import add_task_commands
 
 EXIT_ERROR = 2
 
 _EPILOG = """\
 examples:
   psa-zoo bench-attn --quick
+  psa-zoo make-data --task pose --out embedded_pose/
+  psa-zoo train-pose --model hrnet_w18_psa_p --data embedded_pose/ --output-dir runs/w18 --recipe embedded
+  psa-zoo eval-pose --ann person_keypoints_val2017.json --results results.json
   psa-zoo convert pose_hrnet_w48_256x192.pth --format hrnet-pose --out hrnet_w48/
 
 run 'psa-zoo <command> --help' for the options of a command.
@@ -312,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench_attn(subparsers)
     _add_bench_models(subparsers)
     _add_convert(subparsers)
+    add_task_commands(subparsers, positive_int)
     return parser
 
 

@@ -22,6 +22,7 @@ from .models.outputs import SegmentationOutput
 __all__ = [
     "cross_entropy_sum_and_count",
     "keypoint_mse_loss",
+    "keypoint_mse_sum_and_count",
     "segmentation_cross_entropy",
     "segmentation_loss",
 ]
@@ -54,6 +55,16 @@ def keypoint_mse_loss(
             )
         diff = diff * target_weight.reshape(n, k, 1, 1).to(diff.dtype)
     return 0.5 * diff.pow(2).mean()
+
+
+def keypoint_mse_sum_and_count(
+    heatmaps: torch.Tensor, targets: torch.Tensor, target_weight: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(0.5 · sum((w · (heatmaps − targets))²), number of elements): :func:`keypoint_mse_loss` as a sum and
+    a count, so an engine averages over a whole step (micro-batches and processes) exactly."""
+    loss = keypoint_mse_loss(heatmaps, targets, target_weight)
+    count = torch.tensor(heatmaps.numel(), device=heatmaps.device)
+    return loss * heatmaps.numel(), count
 
 
 def _check_labels(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,207 @@
+"""The pipeline commands of ``psa-zoo``: ``make-data``, ``train-pose``, ``eval-pose``.
+
+Same conventions as :mod:`psa_zoo.cli` (one-line errors, exit status 2, options checked before work).
+``train-pose`` and ``eval-pose --model`` run under ``accelerate launch``, ``torchrun`` or plain ``python``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+_MAKE_DATA_EPILOG = """\
+examples:
+  psa-zoo make-data --task pose --out embedded_pose/
+  psa-zoo make-data --task pose --out small/ --num-train 64 --num-val 16 --seed 1 --overwrite
+"""
+_TRAIN_POSE_EPILOG = """\
+examples:
+  psa-zoo make-data --task pose --out embedded_pose/
+  psa-zoo train-pose --model hrnet_w18_psa_p --data embedded_pose/ --output-dir runs/w18 --recipe embedded \\
+      --input-size 128 96 --epochs 20
+  accelerate launch --num_processes 2 -m psa_zoo.cli train-pose --config my_run.yaml
+  psa-zoo train-pose --model hrnet_w32_psa_p --data coco/ --output-dir runs/w32 \\
+      --resume-from-checkpoint latest
+"""
+_EVAL_POSE_EPILOG = """\
+examples:
+  psa-zoo eval-pose --ann person_keypoints_val2017.json --results results.json --json stats.json
+  psa-zoo eval-pose --model runs/w18/model --data embedded_pose/
+  psa-zoo eval-pose --model runs/w32/model --data coco/ \\
+      --detections COCO_val2017_detections_AP_H_56_person.json
+"""
+
+
+def _formatter() -> type[argparse.HelpFormatter]:
+    return argparse.RawDescriptionHelpFormatter
+
+
+def add_task_commands(subparsers: argparse._SubParsersAction, positive_int) -> None:
+    _add_make_data(subparsers, positive_int)
+    _add_train_pose(subparsers)
+    _add_eval_pose(subparsers)
+
+
+# --- make-data ---------------------------------------------------------------------------------------------
+def _add_make_data(subparsers, positive_int) -> None:
+    p = subparsers.add_parser(
+        "make-data",
+        help="write the embedded default dataset (generated, no download)",
+        description="Generate the embedded dataset in the layout the training and evaluation commands read "
+        "(pose: COCO keypoints layout with annotations/, train2017/, val2017/).",
+        epilog=_MAKE_DATA_EPILOG,
+        formatter_class=_formatter(),
+    )
+    p.add_argument("--task", required=True, choices=("pose",), help="which dataset")
+    p.add_argument(
+        "--out", required=True, help="folder to create (refused when it exists, unless --overwrite)"
+    )
+    p.add_argument("--num-train", type=positive_int, default=400, help="training images (default 400)")
+    p.add_argument("--num-val", type=positive_int, default=100, help="validation images (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="generator seed (default 0): same seed, same files")
+    p.add_argument("--overwrite", action="store_true", help="replace a folder generated before")
+    p.set_defaults(func=_run_make_data)
+
+
+def _run_make_data(args: argparse.Namespace) -> int:
+    from .cli import check_output_folder
+    from .data.synthetic import make_pose_dataset
+
+    check_output_folder(args.out, "--out")
+    out = make_pose_dataset(
+        args.out, num_train=args.num_train, num_val=args.num_val, seed=args.seed, overwrite=args.overwrite
+    )
+    print(f"wrote {out}: {args.num_train} training and {args.num_val} validation images (seed {args.seed})")
+    return 0
+
+
+# --- train-pose --------------------------------------------------------------------------------------------
+def _add_train_pose(subparsers) -> None:
+    from .train.config import add_pose_arguments, add_train_arguments
+
+    p = subparsers.add_parser(
+        "train-pose",
+        help="fine-tune or train a pose model (COCO or your own COCO-format keypoints)",
+        description="Top-down pose training with accelerate: checkpoints with --checkpointing-steps, exact "
+        "resume with --resume-from-checkpoint, COCO AP on the val split, a save_pretrained folder in "
+        "OUTPUT_DIR/model. The dataset's keypoints (names, flip pairs, sigmas) become the model's.",
+        epilog=_TRAIN_POSE_EPILOG,
+        formatter_class=_formatter(),
+    )
+    add_train_arguments(p)
+    add_pose_arguments(p)
+    p.set_defaults(func=_run_train_pose)
+
+
+def _run_train_pose(args: argparse.Namespace) -> int:
+    from .cli import check_output_folder
+    from .train.config import config_from_args
+    from .train.pose import train_pose
+
+    config = config_from_args(args, "pose")
+    check_output_folder(config.output_dir, "--output-dir")
+    result = train_pose(config)
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items() if k in ("AP", "AP50", "AR"))
+    print(
+        f"trained {result['steps']} steps in {result['seconds']:.0f} s; {shown or 'not evaluated'}; "
+        f"model saved to {result['model_dir']}"
+    )
+    return 0
+
+
+# --- eval-pose ---------------------------------------------------------------------------------------------
+def _add_eval_pose(subparsers) -> None:
+    p = subparsers.add_parser(
+        "eval-pose",
+        help="COCO keypoint AP of a results file or of a model on a dataset",
+        description="Either --ann + --results (a COCO keypoint results list; entries with box_score and bbox "
+        "are rescored and OKS-NMSed first) or --model + --data (predict, then evaluate). Prints the ten "
+        "COCOeval stats and the per-keypoint report.",
+        epilog=_EVAL_POSE_EPILOG,
+        formatter_class=_formatter(),
+    )
+    p.add_argument("--ann", help="COCO keypoint annotation file (with --results)")
+    p.add_argument("--results", help="COCO keypoint results file (with --ann)")
+    p.add_argument("--model", help="saved folder or registered name (with --data)")
+    p.add_argument("--data", help="dataset folder (with --model); its val split is evaluated")
+    p.add_argument("--split", default="val", choices=("train", "val"), help="split of --data (default val)")
+    p.add_argument("--detections", help="person boxes from a detection file instead of the ground truth")
+    p.add_argument("--no-flip-test", dest="flip_test", action="store_false", help="no flip test")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--json", help="write {AP, ..., ARl, per_keypoint} here")
+    p.add_argument("--results-out", help="also write the COCO results list (with --model)")
+    p.set_defaults(func=_run_eval_pose)
+
+
+def _check_eval_args(args: argparse.Namespace) -> None:
+    from .cli import check_output_file
+
+    by_file, by_model = args.ann or args.results, args.model or args.data
+    if by_file and by_model:
+        raise ValueError("give either --ann/--results or --model/--data, not both")
+    if by_file and not (args.ann and args.results):
+        raise ValueError("--ann and --results go together; give both")
+    if not by_file and not (args.model and args.data):
+        raise ValueError("give --ann ANN.json --results RES.json, or --model NAME_OR_DIR --data DIR")
+    if args.results_out and not by_model:
+        raise ValueError("--results-out needs --model/--data (a results file is already a results list)")
+    check_output_file(args.json, "--json")
+    check_output_file(args.results_out, "--results-out")
+
+
+def _run_eval_pose(args: argparse.Namespace) -> int:
+    from .evaluation.coco_keypoints import format_per_keypoint, format_stats
+
+    _check_eval_args(args)
+    evaluation = _eval_results_file(args) if args.ann else _eval_model(args)
+    if evaluation is None:  # not the main process
+        return 0
+    print(format_stats(evaluation.stats))
+    if evaluation.per_keypoint:
+        print(format_per_keypoint(evaluation.per_keypoint))
+    if args.json:
+        Path(args.json).write_text(json.dumps(evaluation.to_dict(), indent=2))
+    return 0
+
+
+def _eval_results_file(args):
+    from .data.coco_keypoints import load_keypoint_annotations
+    from .evaluation.coco_keypoints import evaluate_results_file
+
+    dataset = load_keypoint_annotations(args.ann, Path(args.ann).parent, check_images=False)
+    ks = dataset.keypoint_set
+    return evaluate_results_file(
+        args.ann,
+        args.results,
+        ks.sigmas or None,
+        keypoint_names=ks.keypoint_names,
+        flip_pairs=ks.flip_pairs,
+        category_id=dataset.category_id,
+    )
+
+
+def _eval_model(args):
+    from .data.coco_keypoints import find_coco_split, load_keypoint_annotations
+    from .pose.evaluate import evaluate_pose_model
+    from .train.engine import create_accelerator
+    from .train.pose import load_model
+
+    dataset = load_keypoint_annotations(*find_coco_split(args.data, args.split))
+    model = load_model(args.model, pretrained=not Path(args.model).is_dir())
+    accelerator = create_accelerator()
+    model = model.to(accelerator.device).eval()
+    instances = dataset.detections(args.detections) if args.detections else None
+    evaluation, results = evaluate_pose_model(
+        model,
+        dataset,
+        instances,
+        accelerator=accelerator,
+        flip_test=args.flip_test,
+        batch_size=args.batch_size,
+    )
+    if not accelerator.is_main_process:
+        return None
+    if args.results_out:
+        Path(args.results_out).write_text(json.dumps(results))
+    return evaluation

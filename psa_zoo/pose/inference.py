@@ -1,0 +1,65 @@
+"""From person crops to keypoints in image coordinates: normalise, run the model (with the flip test),
+decode with the codec, map back through the inverse crop.
+
+Used by the training engine's evaluation and by :class:`psa_zoo.pose.PoseEstimator`, so both predict the
+same way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..metadata import ModelMetadata
+from .codecs import HeatmapCodec, average_flip, build_codec
+from .transforms import affine_points, crop_matrix
+
+__all__ = ["codec_for", "crops_to_image", "normalize_images", "predict_heatmaps"]
+
+DEFAULT_CODEC = "msra"
+
+
+def codec_for(metadata: ModelMetadata, heatmap_size: tuple[int, int]) -> HeatmapCodec:
+    """The codec a pose model was trained with (``metadata.extra["codec"]``; MSRA when not recorded)."""
+    spec = metadata.extra.get("codec", DEFAULT_CODEC)
+    _, height, width = metadata.input_size
+    return build_codec(spec, (width, height), heatmap_size)
+
+
+def normalize_images(
+    images: torch.Tensor, metadata: ModelMetadata, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """[N, C, H, W] uint8 (already in the model's channel order) → normalised floats."""
+    mean = torch.tensor(metadata.mean, device=images.device, dtype=dtype).view(1, -1, 1, 1)
+    std = torch.tensor(metadata.std, device=images.device, dtype=dtype).view(1, -1, 1, 1)
+    return (images.to(dtype) / 255.0 - mean) / std
+
+
+@torch.no_grad()
+def predict_heatmaps(
+    model: nn.Module, inputs: torch.Tensor, codec: HeatmapCodec, flip_permutation: list[int] | None
+) -> np.ndarray:
+    """Heatmaps [N, K, h, w] (float32 numpy) of normalised crops ``inputs`` [N, C, H, W]; with a
+    ``flip_permutation`` the flipped crops' heatmaps are flipped back and averaged (the flip test)."""
+    heatmaps = model(inputs).float()
+    if flip_permutation is not None:
+        flipped = model(inputs.flip(-1)).float()
+        return average_flip(heatmaps.cpu().numpy(), flipped.cpu().numpy(), codec, flip_permutation)
+    return heatmaps.cpu().numpy()
+
+
+def crops_to_image(
+    keypoints: np.ndarray,
+    centers: np.ndarray,
+    scales: np.ndarray,
+    rotations: np.ndarray,
+    input_size: tuple[int, int],
+    udp: bool,
+) -> np.ndarray:
+    """Keypoints [N, K, 2] in crop pixels → image pixels, through each crop's inverse matrix."""
+    out = np.empty_like(keypoints, dtype=np.float64)
+    for i in range(len(keypoints)):
+        inverse = crop_matrix(centers[i], scales[i], float(rotations[i]), input_size, udp=udp, inverse=True)
+        out[i] = affine_points(keypoints[i].astype(np.float64), inverse)
+    return out

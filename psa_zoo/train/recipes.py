@@ -1,0 +1,72 @@
+"""Recipe presets: the published schedules and augmentations, as data.
+
+Sources (facts in ``shared/reference/pose_and_segmentation_recipes.md`` §1.6):
+
+* ``hrnet`` — leoxiaobin/deep-high-resolution-net.pytorch
+  ``experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml``: Adam lr 1e-3 (no weight decay:
+  ``get_optimizer`` passes only the lr), 210 epochs, lr × 0.1 at 170 and 200, 32 per GPU × 4 = 128,
+  rotation 45°, scale 0.35, half-body 0.3, flip 0.5, σ = 2 at 64×48, flip test.
+* ``simplebaseline`` — the same repository's
+  ``experiments/coco/resnet/res50_256x192_d256x3_adam_lr1e-3.yaml``: Adam 1e-3, 140 epochs, steps 90 / 120,
+  batch 128, rotation 40°, scale 0.3.
+* ``udp`` — the HRNet schedule with the unit-length (UDP) warp and codec (Huang et al., CVPR 2020;
+  HuangJunJie2017/UDP-Pose, mmpose's ``*_udp.py`` configs): no flip shift; everything else as ``hrnet``.
+* ``embedded`` — for the package's generated dataset on a CPU: small input, short constant-lr Adam; not a
+  paper recipe.
+
+``batch_size`` is per process (HRNet: 32 per GPU); ``reference_batch`` is the total batch the lr was tuned
+for (HRNet: 4 GPUs × 32). A run with another total batch (processes × batch × accumulation) scales the
+lr linearly (Goyal et al., 2017) unless ``--lr`` is given.
+"""
+
+from __future__ import annotations
+
+__all__ = ["RECIPES", "default_recipe"]
+
+_POSE_COMMON = {
+    "task": "pose",
+    "optimizer": "adam",
+    "weight_decay": 0.0,
+    "momentum": 0.9,
+    "lr_schedule": "multistep",
+    "lr_gamma": 0.1,
+    "poly_power": 0.9,
+    "backbone_lr_mult": 1.0,
+    "warmup_steps": 0,
+    "flip_prob": 0.5,
+    "half_body_prob": 0.3,
+    "flip_test": True,
+    "use_joint_weights": False,
+}
+
+_HRNET = {
+    **_POSE_COMMON,
+    "lr": 1e-3,
+    "batch_size": 32,
+    "reference_batch": 128,
+    "epochs": 210,
+    "lr_milestones": [170, 200],
+    "scale_factor": 0.35,
+    "rotation_factor": 45.0,
+    "codec": "msra",
+}
+
+RECIPES: dict[str, dict] = {
+    "hrnet": _HRNET,
+    "simplebaseline": {**_HRNET, "epochs": 140, "lr_milestones": [90, 120], "scale_factor": 0.30,
+                       "rotation_factor": 40.0},
+    "udp": {**_HRNET, "codec": "udp"},
+    "embedded": {**_POSE_COMMON, "lr": 2e-3, "batch_size": 16, "reference_batch": 16, "epochs": 30,
+                 "lr_schedule": "constant", "lr_milestones": [], "scale_factor": 0.25,
+                 "rotation_factor": 30.0, "half_body_prob": 0.0, "codec": "dark",
+                 "flip_prob": 0.0, "flip_test": False},
+}  # fmt: skip
+
+
+def default_recipe(task: str, model_name: str) -> str:
+    """The recipe a model trains with unless told otherwise."""
+    if task == "pose":
+        if "udp" in model_name:
+            return "udp"
+        return "simplebaseline" if model_name.startswith("simplebaseline") else "hrnet"
+    raise ValueError(f"no default recipe for task {task!r}")
