@@ -20,7 +20,9 @@ examples:
   psa-zoo make-data --task pose --out embedded_pose/
   psa-zoo train-pose --model hrnet_w18_psa_p --data embedded_pose/ --output-dir runs/w18 --recipe embedded \\
       --input-size 128 96 --epochs 20
-  accelerate launch --num_processes 2 -m psa_zoo.cli train-pose --config my_run.yaml
+  torchrun --nproc-per-node 2 -m psa_zoo.cli train-pose --config my_run.yaml
+  accelerate launch --multi_gpu --num_processes 2 scripts/train_pose.py --config my_run.yaml
+      (on a CPU-only machine too: accelerate's --cpu flag would start a single process)
   psa-zoo train-pose --model hrnet_w32_psa_p --data coco/ --output-dir runs/w32 \\
       --resume-from-checkpoint latest
 """
@@ -102,6 +104,8 @@ def _run_train_pose(args: argparse.Namespace) -> int:
     config = config_from_args(args, "pose")
     check_output_folder(config.output_dir, "--output-dir")
     result = train_pose(config)
+    if not result["main_process"]:
+        return 0
     shown = ", ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items() if k in ("AP", "AP50", "AR"))
     print(
         f"trained {result['steps']} steps in {result['seconds']:.0f} s; {shown or 'not evaluated'}; "

@@ -280,6 +280,7 @@ def evaluate_keypoints(
     per_keypoint: bool = True,
     keypoint_names: Sequence[str] | None = None,
     flip_pairs: Sequence[Sequence[int]] = (),
+    image_ids: Sequence[int] | None = None,
 ) -> KeypointEvaluation:
     """COCO keypoint AP/AR of ``results`` with pycocotools, plus a per-keypoint report.
 
@@ -298,6 +299,9 @@ def evaluate_keypoints(
         per_keypoint: compute the per-keypoint report.
         keypoint_names: K joint names for the report (default: the category's ``keypoints``).
         flip_pairs: 0-based (left, right) index pairs; their swaps are counted (default: none counted).
+        image_ids: evaluate these images only (COCOeval's ``params.imgIds``; default: every image of the
+            ground truth). A subset evaluation must name its images, or the people of the others count as
+            missed.
 
     The per-keypoint rows are ``{"name", "count", "mean_error_px", "mean_oks", "flip_partner", "swaps"}``
     over the pairs COCOeval matched at OKS 0.5 (its ``evalImgs`` ``dtMatches``, area "all", ignored ground
@@ -312,7 +316,12 @@ def evaluate_keypoints(
     sig = _resolve_sigmas(sigmas, category)
     _check_ground_truth(coco_gt, category)
     entries = _clean_results(results, coco_gt, category)
-    return _run_cocoeval(coco_gt, entries, category, sig, per_keypoint, keypoint_names, flip_pairs)
+    if image_ids is not None:
+        unknown = sorted(set(image_ids) - set(coco_gt.getImgIds()))
+        if unknown:
+            raise ValueError(f"image_ids {unknown[:5]} are not in the ground truth; give ids of its images")
+        entries = [e for e in entries if e["image_id"] in set(image_ids)]
+    return _run_cocoeval(coco_gt, entries, category, sig, per_keypoint, keypoint_names, flip_pairs, image_ids)
 
 
 def evaluate_results_file(
@@ -399,6 +408,7 @@ def _run_cocoeval(
     per_keypoint: bool,
     keypoint_names: Sequence[str] | None,
     flip_pairs: Sequence[Sequence[int]],
+    image_ids: Sequence[int] | None = None,
 ) -> KeypointEvaluation:
     k = len(category["keypoints"])
     names = _keypoint_names(keypoint_names, category)
@@ -409,6 +419,8 @@ def _run_cocoeval(
         evaluator.params.useSegm = None
         evaluator.params.kpt_oks_sigmas = sigmas
         evaluator.params.catIds = [category["id"]]
+        if image_ids is not None:
+            evaluator.params.imgIds = sorted(set(image_ids))
         evaluator.evaluate()
         evaluator.accumulate()
     summary = io.StringIO()

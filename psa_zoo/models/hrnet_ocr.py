@@ -49,7 +49,7 @@ __all__ = ["HRNetOCR", "ObjectAttention", "OcrHead", "ScaleAttentionHead", "Spat
 
 def _resize(x: torch.Tensor, size, align_corners: bool = False) -> torch.Tensor:
     # every resize of both official codes is bilinear: MODEL.ALIGN_CORNERS False (NVIDIA) or True (HRNet)
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=align_corners)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)  # size: fx-traceable
 
 
 def _bn_relu(channels: int) -> nn.Sequential:
@@ -68,8 +68,7 @@ class SpatialGather(nn.Module):
     """
 
     def forward(self, feats: torch.Tensor, region_logits: torch.Tensor) -> torch.Tensor:
-        n, k = region_logits.shape[:2]
-        weights = region_logits.reshape(n, k, -1).softmax(dim=2)  # [N, K, HW]
+        weights = region_logits.flatten(2).softmax(dim=2)  # [N, K, HW]; flatten: N = 0 works too
         regions = torch.bmm(weights, feats.flatten(2).transpose(1, 2))  # [N, K, C]
         return regions.transpose(1, 2).unsqueeze(3)
 

@@ -82,10 +82,17 @@ def evaluate_pose_model(
     flip_test: bool = True,
     batch_size: int = 32,
     num_workers: int = 0,
+    max_images: int | None = None,
 ) -> tuple[KeypointEvaluation, list[dict[str, Any]]]:
     """COCO AP of ``model`` on ``dataset`` (ground-truth boxes unless ``instances`` are given, e.g.
-    ``dataset.detections(file)``). Returns the evaluation and the final COCO results list."""
+    ``dataset.detections(file)``); ``max_images`` evaluates the first images only (whole images, so
+    COCOeval is told which). Returns the evaluation and the final COCO results list."""
     instances = list(dataset.instances("eval") if instances is None else instances)
+    image_ids = None
+    if max_images is not None:
+        image_ids = sorted(dataset.images)[:max_images]
+        chosen = set(image_ids)
+        instances = [i for i in instances if i.image_id in chosen]
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     mine = list(range(rank, len(instances), world))
     local = predict_instances(
@@ -112,6 +119,7 @@ def evaluate_pose_model(
             category_id=dataset.category_id,
             keypoint_names=keypoint_set.keypoint_names,
             flip_pairs=keypoint_set.flip_pairs,
+            image_ids=image_ids,
         )
         result = [evaluation, results]
     if accelerator is not None and accelerator.num_processes > 1:

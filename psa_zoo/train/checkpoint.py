@@ -25,6 +25,7 @@ __all__ = [
     "STATE_FILE",
     "CheckpointError",
     "TrainState",
+    "drop_checkpoints_after",
     "find_checkpoint",
     "list_checkpoints",
     "save_checkpoint",
@@ -107,15 +108,38 @@ def save_checkpoint(accelerator, output_dir: str | Path, state: TrainState, keep
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         _write_json(partial / STATE_FILE, state.state_dict())
-        if final.exists():  # the same step saved before (a resumed run repeating it): replace it whole
-            shutil.rmtree(final)
-        os.replace(partial, final)
+        _put_in_place(partial, final)
         _fsync_dir(root)
         if keep is not None:
-            for old in list_checkpoints(output_dir)[:-keep]:
+            for old in [p for p in list_checkpoints(output_dir) if p != final][: -keep + 1 or None]:
                 shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+def _put_in_place(partial: Path, final: Path) -> None:
+    """``partial`` becomes ``final``; an older ``final`` (the same step saved before) is moved aside first
+    and deleted after, so at every moment a complete folder of that step exists (``final`` or the aside
+    one, which :func:`list_checkpoints` does not count but a person can still use)."""
+    if not final.exists():
+        os.replace(partial, final)
+        return
+    aside = final.with_name(final.name + ".old")
+    shutil.rmtree(aside, ignore_errors=True)
+    os.replace(final, aside)
+    os.replace(partial, final)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def drop_checkpoints_after(output_dir: str | Path, step: int) -> list[Path]:
+    """Delete the checkpoints newer than ``step`` (a run resumed from an older checkpoint: its newer ones
+    belong to the abandoned continuation, and ``latest`` must not pick them after a crash)."""
+    dropped = []
+    for path in list_checkpoints(output_dir):
+        if int(path.name.split("_")[1]) > step:
+            shutil.rmtree(path)
+            dropped.append(path)
+    return dropped
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

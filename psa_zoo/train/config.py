@@ -58,7 +58,6 @@ class TrainConfig:
     lr_milestones: list[float] | None = None  # epochs (multistep)
     lr_gamma: float | None = None
     poly_power: float | None = None
-    backbone_lr_mult: float | None = None
     warmup_steps: int | None = None
     max_grad_norm: float | None = None
     # run
@@ -77,7 +76,7 @@ class TrainConfig:
     # input and data
     input_size: list[int] | None = None  # (height, width) of the network input
     val_data: str | None = None  # defaults to the val split of --data
-    max_val_samples: int | None = None
+    max_val_images: int | None = None
     # pose
     codec: str | None = None
     sigma: float | None = None
@@ -141,10 +140,26 @@ class TrainConfig:
                 raise ConfigError(
                     f"--{name.replace('_', '-')} must be one of {allowed}, got {getattr(self, name)!r}"
                 )
+        self._check_numbers()
         if self.input_size is not None and (len(self.input_size) != 2 or min(self.input_size) < 8):
             raise ConfigError(f"--input-size takes HEIGHT WIDTH (each ≥ 8), got {self.input_size}")
-        if self.num_workers < 0:
-            raise ConfigError(f"--num-workers must be ≥ 0, got {self.num_workers}")
+
+    def _check_numbers(self) -> None:
+        for name in ("lr", "weight_decay", "momentum", "lr_gamma", "poly_power", "sigma", "max_grad_norm",
+                     "scale_factor", "rotation_factor", "flip_prob", "half_body_prob"):  # fmt: skip
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a number, got {value!r}")
+        if self.lr is not None and self.lr <= 0:
+            raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        for name in ("flip_prob", "half_body_prob"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ConfigError(f"--{name.replace('_', '-')} is a probability in [0, 1], got {value}")
+        for name in ("seed", "num_workers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be an integer ≥ 0, got {value!r}")
 
     def scaled_lr(self, num_processes: int) -> float:
         """``--lr`` when given, else the recipe's lr × total batch / the recipe's reference batch."""
@@ -182,8 +197,18 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         name = str(key).replace("-", "_")
         if name not in _FIELDS:
             raise ConfigError(f"--config {path}: unknown key {key!r}; keys are the flag names of --help")
-        out[name] = value
+        out[name] = _number_from_text(name, value, path)
     return out
+
+
+def _number_from_text(name: str, value: Any, path: Path) -> Any:
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string: numbers of float fields are read from text here."""
+    if isinstance(value, str) and "float" in str(_FIELDS[name].type):
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"--config {path}: {name} must be a number, got {value!r}") from None
+    return value
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -223,7 +248,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     add("--cpu", action="store_const", const=True, help="train on the CPU even when a GPU is there")
     add("--input-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), help="network input size")
     add("--val-data", help="validation dataset (default: the val split of --data)")
-    add("--max-val-samples", type=int, help="evaluate on the first N validation samples only")
+    add("--max-val-images", type=int, help="evaluate on the first N validation images only (by image id)")
 
 
 def add_pose_arguments(parser: argparse.ArgumentParser) -> None:

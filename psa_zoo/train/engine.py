@@ -35,7 +35,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointError, TrainState, find_checkpoint, save_checkpoint
+from ..version import __version__
+from .checkpoint import (
+    CHECKPOINTS_DIR,
+    CheckpointError,
+    TrainState,
+    drop_checkpoints_after,
+    find_checkpoint,
+    save_checkpoint,
+)
 from .config import ConfigError, TrainConfig
 from .sampler import StepBatchSampler, steps_per_epoch
 
@@ -85,14 +93,49 @@ def create_accelerator(cpu: bool = False, **kwargs):
     alone (``DistributedType.NO``, world size 1: every process trains on everything) unless told to run
     on the CPU; with ``cpu=True`` it joins them with gloo (``MULTI_CPU``). So ``cpu`` is forced when CUDA
     is absent.
+
+    accelerate keeps one ``AcceleratorState`` per process and refuses a second ``Accelerator`` with other
+    settings (another ``mixed_precision``): a second run in the same Python session (a notebook, a test
+    session) would fail. The state of an earlier run is therefore cleared first; the process group
+    (``PartialState``) is kept.
     """
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
 
-    return Accelerator(cpu=cpu or not torch.cuda.is_available(), **kwargs)
+    if AcceleratorState._shared_state:
+        AcceleratorState._reset_state(reset_partial_state=False)
+        GradientState._reset_state()
+    accelerator = Accelerator(cpu=cpu or not torch.cuda.is_available(), **kwargs)
+    if accelerator.gradient_accumulation_steps != 1:
+        raise ConfigError(
+            f"accelerate is set to accumulate {accelerator.gradient_accumulation_steps} steps (accelerate "
+            "launch --gradient_accumulation_steps, an accelerate config file or "
+            "ACCELERATE_GRADIENT_ACCUMULATION_STEPS): "
+            "psa_zoo accumulates itself; drop that setting and pass --gradient-accumulation-steps to psa-zoo"
+        )
+    return accelerator
+
+
+# Settings that do not change what is trained (where files go, how often to log, how many workers load
+# the data, what is evaluated): a resumed run may change them; every other setting must be the run's.
+RESUMABLE_CHANGES = frozenset({
+    "output_dir", "resume_from_checkpoint", "overwrite", "report_to", "log_every", "eval_steps",
+    "checkpointing_steps", "checkpoints_total_limit", "num_workers", "val_data", "max_val_images",
+    "detections", "flip_test", "cpu",
+})  # fmt: skip
+
+
+def run_setup(config: TrainConfig, global_batch: int, num_samples: int, total_steps: int) -> dict[str, Any]:
+    """What a checkpoint must share with the run that resumes from it."""
+    fixed = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES}
+    return {**fixed, "global_batch": global_batch, "num_samples": num_samples, "total_steps": total_steps}
 
 
 class TrainResult(dict):
-    """``{"output_dir", "model_dir", "steps", "metrics", "seconds"}``."""
+    """``{"output_dir", "model_dir", "steps", "metrics", "seconds", "main_process", "train_steps",
+    "data_seconds", "compute_seconds"}``: ``data_seconds`` is the time the loop waited for batches (the
+    loader starving the model), ``compute_seconds`` forward, backward and optimiser of the
+    ``train_steps`` run here."""
 
 
 def _check_output_dir(config: TrainConfig) -> None:
@@ -104,11 +147,41 @@ def _check_output_dir(config: TrainConfig) -> None:
             f"--output-dir {out} is not empty (an earlier run?); continue it with --resume-from-checkpoint "
             "latest, start over with --overwrite, or choose another folder"
         )
-    if not (out / RUN_CONFIG).is_file():
+    if not is_run_folder(out):
         raise ConfigError(
-            f"--output-dir {out} holds files that are not a psa_zoo run (no {RUN_CONFIG}); --overwrite only "
-            "replaces run folders: choose another folder"
+            f"--output-dir {out} is not a psa_zoo run folder (no {RUN_CONFIG} written by psa_zoo); "
+            "--overwrite only replaces run folders: choose another folder"
         )
+
+
+RUN_MARK = "psa_zoo_run"
+RUN_ENTRIES = (
+    CHECKPOINTS_DIR,
+    LOG_DIR,
+    FINAL_MODEL_DIR,
+    METRICS_FILE,
+    f".{METRICS_FILE}.tmp",
+    f".{RUN_CONFIG}.tmp",
+)
+
+
+def is_run_folder(folder: Path) -> bool:
+    try:
+        return RUN_MARK in json.loads((folder / RUN_CONFIG).read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def clear_run_folder(folder: Path) -> None:
+    """Remove what a run wrote (and nothing else); the run record last, so a kill halfway leaves a folder
+    that ``--overwrite`` still recognises."""
+    for name in RUN_ENTRIES:
+        path = folder / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    (folder / RUN_CONFIG).unlink(missing_ok=True)
 
 
 class Trainer:
@@ -208,15 +281,7 @@ class Trainer:
         optimizer = self._optimizer(model, lr)
         schedule = self._schedule(optimizer, steps_epoch, total_steps)
         model, optimizer = accelerator.prepare(model, optimizer)
-        state = TrainState(
-            setup={
-                "global_batch": global_batch,
-                "num_samples": len(dataset),
-                "total_steps": total_steps,
-                "model": config.model,
-                "seed": config.seed,
-            }
-        )
+        state = TrainState(setup=run_setup(config, global_batch, len(dataset), total_steps))
         accelerator.register_for_checkpointing(schedule, state)
         self._resume(accelerator, state)
         self._write_run_config(accelerator, lr, world)
@@ -225,7 +290,9 @@ class Trainer:
                 "psa_zoo",
                 config={k: v for k, v in config.to_dict().items() if isinstance(v, int | float | str | bool)},
             )
-        self._train_steps(accelerator, model, optimizer, schedule, dataset, state, steps_epoch, total_steps)
+        timing = self._train_steps(
+            accelerator, model, optimizer, schedule, dataset, state, steps_epoch, total_steps
+        )
         metrics = self._evaluate(accelerator, model, state)
         model_dir = self._save_final(accelerator, model, metrics, state)
         accelerator.end_training()
@@ -235,6 +302,8 @@ class Trainer:
             steps=state.step,
             metrics=metrics,
             seconds=time.perf_counter() - started,
+            main_process=accelerator.is_main_process,
+            **timing,
         )
 
     def _resume(self, accelerator, state: TrainState) -> None:
@@ -247,9 +316,11 @@ class Trainer:
         if state.setup != expected:
             diff = {k: (state.setup.get(k), v) for k, v in expected.items() if state.setup.get(k) != v}
             raise CheckpointError(
-                f"{checkpoint} was written by a run with another setup {{name: (checkpoint, now)}} = {diff}; "
-                "resume with the same model, data, seed and total batch, or start a new --output-dir"
+                f"{checkpoint} was written with other settings {{name: (checkpoint, now)}} = {diff}; an "
+                "exact resume needs the settings of the run: give those, or start a new --output-dir"
             )
+        if accelerator.is_main_process:
+            drop_checkpoints_after(self.config.output_dir, state.step)
         accelerator.print(f"resumed from {checkpoint} at step {state.step} (epoch {state.epoch})")
 
     def _micro_batches(self, accelerator, dataset, state: TrainState) -> Iterator[tuple[int, list[dict]]]:
@@ -277,9 +348,20 @@ class Trainer:
             dynamic_ncols=True,
         )
         batches = self._micro_batches(accelerator, dataset, state)
+        timing = {"train_steps": 0, "data_seconds": 0.0, "compute_seconds": 0.0}
         while state.step < total_steps:
+            tick = time.perf_counter()
             epoch, group = next(batches)
+            tock = time.perf_counter()
             loss = self._step(accelerator, model, optimizer, group)
+            timing["data_seconds"] += tock - tick
+            timing["compute_seconds"] += time.perf_counter() - tock
+            timing["train_steps"] += 1
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"the training loss is {loss} at step {state.step + 1}; lower --lr (now "
+                    f"{optimizer.param_groups[-1]['lr']:.3g}), or use --max-grad-norm / --mixed-precision no"
+                )
             schedule.step()
             state.step += 1
             state.step_in_epoch += 1
@@ -298,23 +380,26 @@ class Trainer:
             if config.checkpointing_steps and state.step % config.checkpointing_steps == 0:
                 save_checkpoint(accelerator, config.output_dir, state, keep=config.checkpoints_total_limit)
         bar.close()
+        return timing
 
     def _step(self, accelerator, model, optimizer, group: list[dict]) -> float:
         """One optimiser step over the micro-batches of this process; returns the step's mean loss."""
         total = torch.zeros(2, dtype=torch.float64, device=accelerator.device)  # loss sum, count
+        unit = None  # backward runs on loss_sum / unit (a per-step constant) to keep fp16 gradients in range
         for i, batch in enumerate(group):
             batch = _to_device(batch, accelerator.device)
             sync = i == len(group) - 1
             context = accelerator.no_sync(model) if not sync and accelerator.num_processes > 1 else _null()
             with context, accelerator.autocast():
                 loss_sum, count = self.task.loss_sum_and_count(model, batch)
-            accelerator.backward(loss_sum)
+            unit = unit or max(float(count), 1.0)
+            accelerator.backward(loss_sum / unit)
             total += torch.stack([loss_sum.detach().double(), count.detach().double()])
         total = accelerator.reduce(total, reduction="sum")
         count = total[1].clamp_min(1.0)
-        # gradients hold (sum of this process's losses) averaged by DDP over processes: × world / count
-        # makes them the gradient of the step's mean loss.
-        scale = accelerator.num_processes / count.item()
+        # gradients hold (this process's loss sum / unit) averaged by DDP over processes: × world · unit /
+        # count makes them the gradient of the step's mean loss.
+        scale = accelerator.num_processes * unit / count.item()
         for param in model.parameters():
             if param.grad is not None:
                 param.grad.mul_(scale)
@@ -349,11 +434,10 @@ class Trainer:
         if not accelerator.is_main_process:
             return
         out = Path(self.config.output_dir)
-        if self.config.overwrite and not self.config.resume_from_checkpoint and out.is_dir():
-            for child in out.iterdir():  # checked by _check_output_dir: a run folder of ours
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        if self.config.overwrite and not self.config.resume_from_checkpoint and is_run_folder(out):
+            clear_run_folder(out)
         out.mkdir(parents=True, exist_ok=True)
-        record = {**self.config.to_dict(), "effective_lr": lr, "num_processes": world}
+        record = {RUN_MARK: __version__, **self.config.to_dict(), "effective_lr": lr, "num_processes": world}
         _atomic_json(out / RUN_CONFIG, record)
 
     def _save_final(self, accelerator, model, metrics, state: TrainState) -> Path:
@@ -428,7 +512,3 @@ def _atomic_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
     os.replace(tmp, path)
-
-
-def _isfinite(value: float) -> bool:
-    return math.isfinite(value)

@@ -7,6 +7,7 @@ the metadata, so the saved model predicts with the right names, flip pairs and O
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,19 @@ class PoseTask(TrainTask):
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
         self.train_data = self._load_split(config.data, "train")
-        self.val_data = self._load_split(config.val_data or config.data, "val", required=False)
         self.keypoint_set = self.train_data.keypoint_set
+        # a validation split is optional for --data, required when named or needed (--val-data,
+        # --detections, --eval-steps)
+        needed = bool(config.val_data or config.detections or config.eval_steps)
+        self.val_data = self._load_split(config.val_data or config.data, "val", required=needed)
+        if self.val_data is None:
+            warnings.warn(f"{config.data} has no val split: the run is not evaluated", stacklevel=2)
+        elif self.val_data.keypoint_set.keypoint_names != self.keypoint_set.keypoint_names:
+            val_names = list(self.val_data.keypoint_set.keypoint_names)
+            raise ConfigError(
+                f"the val split's keypoints {val_names} differ from the train split's "
+                f"{list(self.keypoint_set.keypoint_names)}; give two splits of one dataset"
+            )
         self._dataset: TopDownPoseDataset | None = None
 
     @staticmethod
@@ -115,27 +127,20 @@ class PoseTask(TrainTask):
     def evaluate(self, model: nn.Module, accelerator) -> dict[str, float]:
         if self.val_data is None:
             return {}
-        instances = self._val_instances()
+        config = self.config
+        instances = self.val_data.detections(config.detections) if config.detections else None
         evaluation, _ = evaluate_pose_model(
             model,
             self.val_data,
             instances,
             accelerator=accelerator,
-            flip_test=bool(self.config.flip_test),
-            batch_size=max(self.config.batch_size, 8),
-            num_workers=self.config.num_workers,
+            flip_test=bool(config.flip_test),
+            batch_size=max(config.batch_size, 8),
+            num_workers=config.num_workers,
+            max_images=config.max_val_images,
         )
         self.last_evaluation = evaluation
         return dict(evaluation.stats)
-
-    def _val_instances(self):
-        config = self.config
-        instances = (
-            self.val_data.detections(config.detections)
-            if config.detections
-            else self.val_data.instances("eval")
-        )
-        return instances[: config.max_val_samples] if config.max_val_samples else instances
 
     def model_card(self, model: nn.Module, metrics: dict[str, float], config: TrainConfig) -> str:
         return pose_model_card(model, metrics, config, self.train_data, self.val_data)

@@ -11,8 +11,10 @@ Sources (facts in ``shared/reference/pose_and_segmentation_recipes.md`` §1.6):
   batch 128, rotation 40°, scale 0.3.
 * ``udp`` — the HRNet schedule with the unit-length (UDP) warp and codec (Huang et al., CVPR 2020;
   HuangJunJie2017/UDP-Pose, mmpose's ``*_udp.py`` configs): no flip shift; everything else as ``hrnet``.
-* ``embedded`` — for the package's generated dataset on a CPU: small input, short constant-lr Adam; not a
-  paper recipe.
+* ``embedded`` — for the package's generated dataset (:mod:`psa_zoo.data.synthetic`) on a CPU, not a paper
+  recipe: constant-lr Adam 2e-3, batch 16, σ = 2 whatever the heatmap size (wide targets are learnt in
+  a few hundred steps), DARK codec, no half-body, and **no flip** augmentation or flip test: the embedded
+  figures colour their left and right joints differently, so a mirrored figure is not a valid sample.
 
 ``batch_size`` is per process (HRNet: 32 per GPU); ``reference_batch`` is the total batch the lr was tuned
 for (HRNet: 4 GPUs × 32). A run with another total batch (processes × batch × accumulation) scales the
@@ -31,7 +33,6 @@ _POSE_COMMON = {
     "lr_schedule": "multistep",
     "lr_gamma": 0.1,
     "poly_power": 0.9,
-    "backbone_lr_mult": 1.0,
     "warmup_steps": 0,
     "flip_prob": 0.5,
     "half_body_prob": 0.3,
@@ -59,7 +60,7 @@ RECIPES: dict[str, dict] = {
     "embedded": {**_POSE_COMMON, "lr": 2e-3, "batch_size": 16, "reference_batch": 16, "epochs": 30,
                  "lr_schedule": "constant", "lr_milestones": [], "scale_factor": 0.25,
                  "rotation_factor": 30.0, "half_body_prob": 0.0, "codec": "dark",
-                 "flip_prob": 0.0, "flip_test": False},
+                 "flip_prob": 0.0, "flip_test": False, "sigma": 2.0},
 }  # fmt: skip
 
 

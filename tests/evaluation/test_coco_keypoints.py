@@ -472,3 +472,19 @@ def test_stats_agree_with_plain_pycocotools_on_jittered_predictions(shared_dir):
     # the per-keypoint report's pairs are COCOeval's matches at OKS 0.5: their count is AR50 × #GT
     assert result.num_matched == round(result.stats["AR50"] * result.num_ground_truth)
     assert sum(row["count"] for row in result.per_keypoint) > 0
+
+
+def test_a_subset_of_images_is_evaluated_on_those_images_only(tmp_path):
+    from psa_zoo.data.synthetic import make_pose_dataset
+
+    data = make_pose_dataset(tmp_path / "d", num_train=1, num_val=6, seed=2, image_size=(96, 80))
+    gt = json.loads((data / "annotations" / "person_keypoints_val2017.json").read_text())
+    chosen = sorted(image["id"] for image in gt["images"])[:2]
+    perfect = [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 1.0}
+               for a in gt["annotations"] if a["image_id"] in chosen and a["num_keypoints"] > 0]  # fmt: skip
+    whole = evaluate_keypoints(gt, perfect)
+    subset = evaluate_keypoints(gt, perfect, image_ids=chosen)
+    assert subset.stats["AP"] == 1.0 and subset.stats["AR"] == 1.0
+    assert whole.stats["AR"] < 1.0  # the other images' people count as missed
+    with pytest.raises(ValueError, match=r"image_ids \[999\] are not in the ground truth"):
+        evaluate_keypoints(gt, perfect, image_ids=[999])

@@ -16,12 +16,6 @@ TINY_HRNET = hrnet_spec(
     (8, 16, 32, 64), num_blocks=1, num_modules=(1, 1, 1), stage1_blocks=1, stage1_width=16
 )
 TINY_OCR = {"ocr_mid_channels": 16, "ocr_key_channels": 8, "scale_attn_channels": 8}
-OCR_BROKEN = pytest.mark.xfail(
-    strict=True,
-    raises=(RuntimeError, torch.fx.proxy.TraceError),
-    reason="psa_zoo/models/hrnet_ocr.py: SpatialGather.forward's region_logits.reshape(n, k, -1) fails for "
-    "N = 0 (flatten(2) works) and _resize's tuple(size) cannot iterate a torch.fx proxy (size=size works)",
-)
 
 # name → (builder, output shape [K, h, w] for a 64×64 input): the smallest registered model of each family
 # with attention, and tiny stand-ins for what only exists at W48 (HRNet-OCR, PSA_s in HRNet) or as a
@@ -41,7 +35,7 @@ MODELS = {
         (5, 64, 64),
     ),
 }
-PARAMS = [pytest.param(name, marks=OCR_BROKEN) if name.startswith("hrnetv2_ocr") else name for name in MODELS]
+PARAMS = list(MODELS)
 
 
 @pytest.fixture(scope="module")

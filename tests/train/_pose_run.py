@@ -48,3 +48,29 @@ def run_cli(args: list[str], launcher: list[str] | None = None, **kwargs) -> sub
 
 def weights(model_dir: Path) -> dict:
     return load_file(str(Path(model_dir) / "model.safetensors"))
+
+
+OWN_NAMES = ["head", "left_shoulder", "right_shoulder", "left_hip", "right_hip"]
+OWN_FROM_COCO = [0, 5, 6, 11, 12]  # the COCO joints the five own keypoints are taken from
+OWN_SIGMAS = [0.05, 0.08, 0.08, 0.1, 0.1]
+
+
+def make_own_data(embedded: Path, folder: Path) -> Path:
+    """A dataset of one's own: the embedded images with 5 keypoints of another category (id 3), and the
+    keypoint_meta.json giving their OKS sigmas (flip pairs are left to be inferred from the names)."""
+    import shutil
+
+    shutil.copytree(embedded, folder)
+    for split in ("train", "val"):
+        path = folder / "annotations" / f"person_keypoints_{split}2017.json"
+        data = json.loads(path.read_text())
+        data["categories"] = [{"id": 3, "name": "figure", "supercategory": "figure", "keypoints": OWN_NAMES,
+                               "skeleton": [[1, 2], [1, 3], [2, 4], [3, 5], [4, 5]]}]  # fmt: skip
+        for ann in data["annotations"]:
+            kpts = ann["keypoints"]
+            ann["keypoints"] = [v for j in OWN_FROM_COCO for v in kpts[3 * j : 3 * j + 3]]
+            ann["num_keypoints"] = sum(1 for j in range(5) if ann["keypoints"][3 * j + 2] > 0)
+            ann["category_id"] = 3
+        path.write_text(json.dumps(data))
+    (folder / "annotations" / "keypoint_meta.json").write_text(json.dumps({"sigmas": OWN_SIGMAS}))
+    return folder

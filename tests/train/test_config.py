@@ -79,3 +79,13 @@ def test_lr_schedules_follow_their_formulas():
     assert poly(25) == pytest.approx((1 - 25 / 100) ** 0.9) and poly(100) == 0.0
     warm = LrSchedule("constant", milestones=[], gamma=0.1, power=0.9, warmup=4, total=10)
     assert [warm(s) for s in range(6)] == pytest.approx([0.25, 0.5, 0.75, 1, 1, 1])
+
+
+def test_yaml_numbers_without_a_dot_are_numbers(tmp_path):
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text("model: hrnet_w32\nlr: 1e-3\nweight_decay: 5e-4\nepochs: 2\n")  # YAML 1.1: strings
+    config = config_from_args(_parse(["--config", str(config_file), "--output-dir", "o"]), "pose")
+    assert config.lr == 1e-3 and config.weight_decay == 5e-4
+    config_file.write_text("model: hrnet_w32\nlr: fast\n")
+    with pytest.raises(ConfigError, match="lr must be a number, got 'fast'"):
+        config_from_args(_parse(["--config", str(config_file), "--output-dir", "o"]), "pose")
