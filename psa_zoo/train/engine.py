@@ -131,6 +131,10 @@ def run_setup(config: TrainConfig, global_batch: int, num_samples: int, total_st
     return {**fixed, "global_batch": global_batch, "num_samples": num_samples, "total_steps": total_steps}
 
 
+class LossNotFiniteError(FloatingPointError, ValueError):
+    """The loss became NaN or infinite (the run stops; its checkpoints stay)."""
+
+
 class TrainResult(dict):
     """``{"output_dir", "model_dir", "steps", "metrics", "seconds", "main_process", "train_steps",
     "data_seconds", "compute_seconds"}``: ``data_seconds`` is the time the loop waited for batches (the
@@ -329,7 +333,7 @@ class Trainer:
         epoch, start = state.epoch, state.step_in_epoch
         while True:
             group: list[dict] = []
-            for batch in self._loader(dataset, epoch, start, accelerator):
+            for batch in _unwrapped_worker_errors(self._loader(dataset, epoch, start, accelerator)):
                 group.append(batch)
                 if len(group) == accumulation:
                     yield epoch, group
@@ -337,50 +341,49 @@ class Trainer:
             epoch, start = epoch + 1, 0
 
     def _train_steps(self, accelerator, model, optimizer, schedule, dataset, state, steps_epoch, total_steps):
-        config = self.config
         self._set_train_mode(model)
-        bar = tqdm(
-            total=total_steps,
-            initial=state.step,
-            desc=f"train {self.task.name}",
-            unit="step",
-            disable=not accelerator.is_local_main_process,
-            dynamic_ncols=True,
-        )
+        bar = tqdm(total=total_steps, initial=state.step, desc=f"train {self.task.name}", unit="step",
+                   disable=not accelerator.is_local_main_process, dynamic_ncols=True)  # fmt: skip
         batches = self._micro_batches(accelerator, dataset, state)
         timing = {"train_steps": 0, "data_seconds": 0.0, "compute_seconds": 0.0}
-        while state.step < total_steps:
-            tick = time.perf_counter()
-            epoch, group = next(batches)
-            tock = time.perf_counter()
-            loss = self._step(accelerator, model, optimizer, group)
-            timing["data_seconds"] += tock - tick
-            timing["compute_seconds"] += time.perf_counter() - tock
-            timing["train_steps"] += 1
-            if not math.isfinite(loss):
-                raise FloatingPointError(
-                    f"the training loss is {loss} at step {state.step + 1}; lower --lr (now "
-                    f"{optimizer.param_groups[-1]['lr']:.3g}), or use --max-grad-norm / --mixed-precision no"
-                )
-            schedule.step()
-            state.step += 1
-            state.step_in_epoch += 1
-            if state.step_in_epoch == steps_epoch:
-                state.epoch, state.step_in_epoch = epoch + 1, 0
-            bar.update(1)
-            if state.step % config.log_every == 0 or state.step == total_steps:
-                lr_now = optimizer.param_groups[-1]["lr"]
-                bar.set_postfix(loss=f"{loss:.3g}", lr=f"{lr_now:.2g}", epoch=epoch)
-                accelerator.log(
-                    {"train/loss": loss, "train/lr": lr_now, "train/epoch": epoch}, step=state.step
-                )
-            if config.eval_steps and state.step % config.eval_steps == 0 and state.step < total_steps:
-                self._evaluate(accelerator, model, state)
-                self._set_train_mode(model)
-            if config.checkpointing_steps and state.step % config.checkpointing_steps == 0:
-                save_checkpoint(accelerator, config.output_dir, state, keep=config.checkpoints_total_limit)
-        bar.close()
+        try:
+            while state.step < total_steps:
+                tick = time.perf_counter()
+                epoch, group = next(batches)
+                tock = time.perf_counter()
+                loss = self._step(accelerator, model, optimizer, group)
+                timing["data_seconds"] += tock - tick
+                timing["compute_seconds"] += time.perf_counter() - tock
+                timing["train_steps"] += 1
+                if not math.isfinite(loss):
+                    raise LossNotFiniteError(
+                        f"the training loss is {loss} at step {state.step + 1}; lower --lr (now "
+                        f"{optimizer.param_groups[-1]['lr']:.3g}) or set --max-grad-norm; the checkpoints "
+                        "written so far are kept"
+                    )
+                schedule.step()
+                state.step += 1
+                state.step_in_epoch += 1
+                if state.step_in_epoch == steps_epoch:
+                    state.epoch, state.step_in_epoch = epoch + 1, 0
+                bar.update(1)
+                self._after_step(accelerator, model, optimizer, state, loss, epoch, total_steps, bar)
+        finally:
+            bar.close()
         return timing
+
+    def _after_step(self, accelerator, model, optimizer, state, loss, epoch, total_steps, bar) -> None:
+        """Logging, evaluation and checkpoint of the step just done."""
+        config = self.config
+        if state.step % config.log_every == 0 or state.step == total_steps:
+            lr_now = optimizer.param_groups[-1]["lr"]
+            bar.set_postfix(loss=f"{loss:.3g}", lr=f"{lr_now:.2g}", epoch=epoch)
+            accelerator.log({"train/loss": loss, "train/lr": lr_now, "train/epoch": epoch}, step=state.step)
+        if config.eval_steps and state.step % config.eval_steps == 0 and state.step < total_steps:
+            self._evaluate(accelerator, model, state)
+            self._set_train_mode(model)
+        if config.checkpointing_steps and state.step % config.checkpointing_steps == 0:
+            save_checkpoint(accelerator, config.output_dir, state, keep=config.checkpoints_total_limit)
 
     def _step(self, accelerator, model, optimizer, group: list[dict]) -> float:
         """One optimiser step over the micro-batches of this process; returns the step's mean loss."""
@@ -482,6 +485,24 @@ class LrSchedule:
         if step < self.warmup:
             factor *= (step + 1) / self.warmup
         return factor
+
+
+def _unwrapped_worker_errors(loader: DataLoader) -> Iterator[dict]:
+    """The loader's batches; an error raised in a worker comes out as the error the dataset raised (a
+    DataLoader re-raises it with the worker's whole traceback as its message)."""
+    try:
+        yield from loader
+    except Exception as error:
+        text = str(error)
+        if "Original Traceback" not in text:
+            raise
+        last = text.strip().splitlines()[-1]
+        message = last.split(": ", 1)[1] if ": " in last else last
+        try:
+            clean = type(error)(message)
+        except Exception:
+            raise error from None
+        raise clean from None
 
 
 def _worker_init(worker_id: int) -> None:

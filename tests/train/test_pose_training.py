@@ -326,3 +326,23 @@ def test_accelerates_own_gradient_accumulation_setting_is_refused(setup, tmp_pat
     monkeypatch.setenv("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "4")
     with pytest.raises(ConfigError, match="pass --gradient-accumulation-steps to psa-zoo"):
         train_pose(_quick_config(data, tmp_path / "run"))
+
+
+def test_a_corrupt_image_met_in_a_worker_is_the_datasets_one_line_error(setup, tmp_path, capsys):
+    import shutil
+
+    from psa_zoo.cli import main
+
+    data, config, _ = setup
+    broken = tmp_path / "broken"
+    shutil.copytree(data, broken)
+    image = sorted((broken / "train2017").iterdir())[0]
+    image.write_bytes(image.read_bytes()[:300])  # truncated
+    args = train_args(config, broken, tmp_path / "out", "--max-train-steps", "12")
+    args[args.index("--num-workers") + 1] = "1"
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert stop.value.code == 2 and "Traceback" not in err and "worker" not in last
+    assert last.startswith("psa-zoo train-pose: error: ") and f"{image} could not be decoded" in last
