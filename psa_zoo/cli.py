@@ -28,6 +28,7 @@ examples:
   psa-zoo make-data --task pose --out embedded_pose/
   psa-zoo train-pose --model hrnet_w18_psa_p --data embedded_pose/ --output-dir runs/w18 --recipe embedded
   psa-zoo eval-pose --ann person_keypoints_val2017.json --results results.json
+  psa-zoo bench-train --task pose --quick
   psa-zoo convert pose_hrnet_w48_256x192.pth --format hrnet-pose --out hrnet_w48/
 
 run 'psa-zoo <command> --help' for the options of a command.
@@ -264,6 +265,90 @@ def _run_bench_models(args: argparse.Namespace) -> int:
     return 0
 
 
+_BENCH_TRAIN_EPILOG = """\
+examples:
+  psa-zoo bench-train --quick
+  psa-zoo bench-train --task pose --json train.json
+  psa-zoo bench-train --batch-size 32 --steps 20 --mixed-precision bf16   # on a GPU
+"""
+
+
+def _add_bench_train(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "bench-train",
+        help="training images/s of the engine, the data loader alone, and the share of a step spent waiting "
+        "for data",
+        description="Benchmark the training loop (psa-zoo train-pose's engine) and its data loader on "
+        "generated data (nothing is downloaded) and print Markdown tables.",
+        epilog=_BENCH_TRAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--task", default="pose", metavar="{pose}", help="what to train (pose only, for now)")
+    p.add_argument("--quick", action="store_true", help="tiny models at 64×48, 2 timed steps (seconds)")
+    p.add_argument("--batch-size", type=positive_int, help="samples per step (default 8)")
+    p.add_argument(
+        "--steps", type=positive_int, help="timed optimiser steps per run (default 5; 2 with --quick)"
+    )
+    p.add_argument(
+        "--warmup", type=positive_int, help="first steps left out of the timing (default 1; worker start-up)"
+    )
+    p.add_argument("--repeats", type=positive_int, help="runs per model, round-robin, median (default 1)")
+    p.add_argument("--num-workers", type=int, help="data-loader workers while training (default 2)")
+    p.add_argument(
+        "--threads", type=positive_int, default=2, help="torch threads of the main process (default 2)"
+    )
+    p.add_argument(
+        "--mixed-precision",
+        choices=("no", "bf16", "fp16"),
+        default="no",
+        help="autocast dtype (default no; fp16 needs a CUDA GPU); the device is chosen automatically",
+    )
+    p.add_argument("--json", metavar="PATH", help="also write the rows and the machine as JSON")
+    p.set_defaults(func=_run_bench_train)
+
+
+def _run_bench_train(args: argparse.Namespace) -> int:
+    import json
+
+    from .bench import train as bench_train
+
+    if args.task != "pose":
+        raise ValueError(
+            f"--task {args.task} is not benchmarked yet, expected pose; run psa-zoo bench-train --task pose"
+        )
+    if args.num_workers is not None and args.num_workers < 0:
+        raise ValueError(
+            f"--num-workers {args.num_workers} is negative, expected 0 or more (0: load in the main "
+            "process); give a count ≥ 0"
+        )
+    check_output_file(args.json, "--json")
+    overrides = {
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "num_workers": args.num_workers,
+        "threads": args.threads,
+        "mixed_precision": args.mixed_precision,
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    cfg = (
+        bench_train.TrainBenchConfig.quick(**overrides)
+        if args.quick
+        else bench_train.TrainBenchConfig(**overrides)
+    )
+    print(f"Machine: {bench_train.machine_description().split(',')[0]}, {cfg.threads} threads", flush=True)
+    report = bench_train.run_train_benchmark(cfg)
+    print(bench_train.to_markdown(report))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(report.to_dict(), handle, indent=2, ensure_ascii=False)
+    failed = [r for r in report.train if r.passed is False]
+    if failed:
+        print(f"{len(failed)} target(s) not met on this machine (see the 'met' column).", file=sys.stderr)
+    return 0
+
+
 def _add_convert(subparsers: argparse._SubParsersAction) -> None:
     from .convert.checkpoints import FORMATS
     from .models.deeplabv3plus import ASPP_RATES
@@ -315,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_bench_attn(subparsers)
     _add_bench_models(subparsers)
+    _add_bench_train(subparsers)
     _add_convert(subparsers)
     add_task_commands(subparsers, positive_int)
     return parser
