@@ -14,6 +14,7 @@ _MAKE_DATA_EPILOG = """\
 examples:
   psa-zoo make-data --task pose --out embedded_pose/
   psa-zoo make-data --task pose --out small/ --num-train 64 --num-val 16 --seed 1 --overwrite
+  psa-zoo make-data --task seg --out embedded_seg/
 """
 _TRAIN_POSE_EPILOG = """\
 examples:
@@ -43,6 +44,8 @@ def add_task_commands(subparsers: argparse._SubParsersAction, positive_int) -> N
     _add_make_data(subparsers, positive_int)
     _add_train_pose(subparsers)
     _add_eval_pose(subparsers)
+    _add_train_seg(subparsers)
+    _add_eval_seg(subparsers)
 
 
 # --- make-data ---------------------------------------------------------------------------------------------
@@ -55,12 +58,12 @@ def _add_make_data(subparsers, positive_int) -> None:
         epilog=_MAKE_DATA_EPILOG,
         formatter_class=_formatter(),
     )
-    p.add_argument("--task", required=True, choices=("pose",), help="which dataset")
+    p.add_argument("--task", required=True, choices=("pose", "seg"), help="which dataset")
     p.add_argument(
         "--out", required=True, help="folder to create (refused when it exists, unless --overwrite)"
     )
-    p.add_argument("--num-train", type=positive_int, default=400, help="training images (default 400)")
-    p.add_argument("--num-val", type=positive_int, default=100, help="validation images (default 100)")
+    p.add_argument("--num-train", type=positive_int, help="training images (default: pose 400, seg 300)")
+    p.add_argument("--num-val", type=positive_int, help="validation images (default: pose 100, seg 60)")
     p.add_argument("--seed", type=int, default=0, help="generator seed (default 0): same seed, same files")
     p.add_argument("--overwrite", action="store_true", help="replace a folder generated before")
     p.set_defaults(func=_run_make_data)
@@ -68,13 +71,13 @@ def _add_make_data(subparsers, positive_int) -> None:
 
 def _run_make_data(args: argparse.Namespace) -> int:
     from .cli import check_output_folder
-    from .data.synthetic import make_pose_dataset
+    from .data.synthetic import make_pose_dataset, make_seg_dataset
 
     check_output_folder(args.out, "--out")
-    out = make_pose_dataset(
-        args.out, num_train=args.num_train, num_val=args.num_val, seed=args.seed, overwrite=args.overwrite
-    )
-    print(f"wrote {out}: {args.num_train} training and {args.num_val} validation images (seed {args.seed})")
+    make = make_pose_dataset if args.task == "pose" else make_seg_dataset
+    counts = {k: v for k, v in (("num_train", args.num_train), ("num_val", args.num_val)) if v is not None}
+    out = make(args.out, seed=args.seed, overwrite=args.overwrite, **counts)
+    print(f"wrote {out}: the embedded {args.task} dataset (seed {args.seed})")
     return 0
 
 
@@ -209,3 +212,123 @@ def _eval_model(args):
     if args.results_out:
         Path(args.results_out).write_text(json.dumps(results))
     return evaluation
+
+
+# --- train-seg / eval-seg ----------------------------------------------------------------------------------
+_TRAIN_SEG_EPILOG = """\
+examples:
+  psa-zoo make-data --task seg --out embedded_seg/
+  psa-zoo train-seg --model deeplabv3plus_mbv2_psa --data embedded_seg/ --output-dir runs/seg \\
+      --recipe embedded_seg --epochs 10
+  psa-zoo train-seg --model deeplabv3plus_r101_psa --data VOCdevkit/VOC2012 --output-dir runs/voc --recipe voc
+  torchrun --nproc-per-node 2 -m psa_zoo.cli train-seg --config my_run.yaml
+"""
+_EVAL_SEG_EPILOG = """\
+examples:
+  psa-zoo eval-seg --pred predictions/ --gt masks/val/ --num-classes 21 --json miou.json
+  psa-zoo eval-seg --model runs/seg/model --data embedded_seg/
+  psa-zoo eval-seg --model runs/voc/model --data VOCdevkit/VOC2012 \\
+      --eval-scales 0.5 0.75 1 1.25 1.5 1.75 --flip-test
+"""
+
+
+def _add_train_seg(subparsers) -> None:
+    from .train.config import add_seg_arguments, add_train_arguments
+
+    p = subparsers.add_parser(
+        "train-seg",
+        help="fine-tune or train a segmentation model (VOC aug, Cityscapes or your own folder)",
+        description="Semantic-segmentation training with accelerate, the engine of train-pose: checkpoints, "
+        "exact resume, mIoU on the val split, a save_pretrained folder in OUTPUT_DIR/model. The dataset's "
+        "classes (names, palette, ignore index) become the model's.",
+        epilog=_TRAIN_SEG_EPILOG,
+        formatter_class=_formatter(),
+    )
+    add_train_arguments(p)
+    add_seg_arguments(p)
+    p.set_defaults(func=_run_train_seg)
+
+
+def _run_train_seg(args: argparse.Namespace) -> int:
+    from .cli import check_output_folder
+    from .train.config import config_from_args
+    from .train.seg import train_seg
+
+    config = config_from_args(args, "seg")
+    check_output_folder(config.output_dir, "--output-dir")
+    result = train_seg(config)
+    if result["main_process"]:
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items())
+        print(f"trained {result['steps']} steps in {result['seconds']:.0f} s; {shown or 'not evaluated'}; "
+              f"model saved to {result['model_dir']}")  # fmt: skip
+    return 0
+
+
+def _add_eval_seg(subparsers) -> None:
+    p = subparsers.add_parser(
+        "eval-seg",
+        help="mIoU of saved predictions or of a model on a dataset",
+        description="Either --pred + --gt (folders of index PNGs with the same names) or --model + --data "
+        "(predict each val image at its own size, then evaluate). One dataset-level confusion matrix; "
+        "mIoU over the classes present in the ground truth or the prediction.",
+        epilog=_EVAL_SEG_EPILOG,
+        formatter_class=_formatter(),
+    )
+    p.add_argument("--pred", help="folder of predicted index PNGs (with --gt)")
+    p.add_argument("--gt", help="folder of ground-truth index PNGs (with --pred)")
+    p.add_argument("--num-classes", type=int, help="classes (with --pred/--gt)")
+    p.add_argument("--ignore-index", type=int, default=255)
+    p.add_argument("--model", help="saved folder or registered name (with --data)")
+    p.add_argument("--data", help="dataset folder (with --model); its val split is evaluated")
+    p.add_argument("--eval-mode", choices=("whole", "slide"), default="whole")
+    p.add_argument("--eval-scales", type=float, nargs="+", default=[1.0])
+    p.add_argument("--eval-crop-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"))
+    p.add_argument("--flip-test", action="store_true")
+    p.add_argument("--json", help='write {"mIoU", "aAcc", "mAcc", "IoU": {...}, "Acc": {...}} here')
+    p.set_defaults(func=_run_eval_seg)
+
+
+def _run_eval_seg(args: argparse.Namespace) -> int:
+    from .cli import check_output_file
+
+    by_files, by_model = args.pred or args.gt, args.model or args.data
+    if by_files and by_model:
+        raise ValueError("give either --pred/--gt or --model/--data, not both")
+    if by_files and not (args.pred and args.gt and args.num_classes):
+        raise ValueError("--pred, --gt and --num-classes go together; give all three")
+    if not by_files and not (args.model and args.data):
+        raise ValueError("give --pred DIR --gt DIR --num-classes N, or --model NAME_OR_DIR --data DIR")
+    check_output_file(args.json, "--json")
+    if by_files:
+        from .evaluation.segmentation import evaluate_prediction_folders
+
+        metrics = evaluate_prediction_folders(args.pred, args.gt, args.num_classes, args.ignore_index)
+        names = [f"class_{i}" for i in range(args.num_classes)]
+    else:
+        metrics, names = _eval_seg_model(args)
+        if metrics is None:
+            return 0
+    print(metrics.format_table(names))
+    if args.json:
+        Path(args.json).write_text(json.dumps(metrics.to_dict(names), indent=2))
+    return 0
+
+
+def _eval_seg_model(args):
+    from .seg.evaluate import evaluate_seg_model
+    from .train.engine import create_accelerator
+    from .train.pose import load_model
+    from .train.seg import load_seg_split
+
+    dataset = load_seg_split(args.data, "val")
+    model = load_model(args.model, pretrained=not Path(args.model).is_dir())
+    accelerator = create_accelerator()
+    model = model.to(accelerator.device).eval()
+    crop = tuple(args.eval_crop_size) if args.eval_crop_size else None
+    metrics = evaluate_seg_model(
+        model, dataset, accelerator=accelerator, mode=args.eval_mode, scales=tuple(args.eval_scales),
+        flip=args.flip_test, crop_size=crop,
+    )  # fmt: skip
+    if not accelerator.is_main_process:
+        return None, None
+    return metrics, list(model.metadata.classes.class_names)

@@ -19,9 +19,16 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["CHANNEL_ORDERS", "ImageNotFoundError", "ImageReadError", "read_image"]
+__all__ = [
+    "CHANNEL_ORDERS",
+    "ImageNotFoundError",
+    "ImageReadError",
+    "normalize_images",
+    "read_image",
+]
 
 CHANNEL_ORDERS = ("RGB", "BGR")
 
@@ -125,3 +132,10 @@ def _rgb_from_array(array: np.ndarray) -> np.ndarray:
     if array.shape[2] == 1:
         return np.repeat(array, 3, axis=2)
     return array[:, :, :3].copy()
+
+
+def normalize_images(images: torch.Tensor, metadata, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """[N, C, H, W] uint8 (already in the model's channel order) → normalised floats."""
+    mean = torch.tensor(metadata.mean, device=images.device, dtype=dtype).view(1, -1, 1, 1)
+    std = torch.tensor(metadata.std, device=images.device, dtype=dtype).view(1, -1, 1, 1)
+    return (images.to(dtype) / 255.0 - mean) / std

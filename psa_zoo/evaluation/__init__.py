@@ -1,4 +1,5 @@
-"""Evaluation metrics: COCO keypoint AP/AR (pycocotools) with a per-keypoint report."""
+"""Evaluation metrics: COCO keypoint AP/AR (pycocotools) with a per-keypoint report; the dataset-level
+confusion matrix of segmentation (IoU, mIoU, pixel and mean accuracy)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,15 @@ from .coco_keypoints import (
     postprocess_predictions,
     rescore,
 )
+from .segmentation import ConfusionMatrix, SegmentationMetrics, evaluate_prediction_folders
 
 __all__ = [
     "STAT_NAMES",
+    "ConfusionMatrix",
     "KeypointEvaluation",
+    "SegmentationMetrics",
     "evaluate_keypoints",
+    "evaluate_prediction_folders",
     "evaluate_results_file",
     "format_per_keypoint",
     "format_stats",

@@ -15,10 +15,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data.coco_keypoints import KeypointDataset, PersonInstance
+from ..data.images import normalize_images
 from ..evaluation.coco_keypoints import KeypointEvaluation, evaluate_keypoints, postprocess_predictions
 from .codecs import HeatmapCodec
 from .dataset import TopDownPoseDataset
-from .inference import codec_for, crops_to_image, normalize_images, predict_heatmaps
+from .inference import codec_for, crops_to_image, predict_heatmaps
 
 __all__ = ["evaluate_pose_model", "predict_instances"]
 

@@ -15,7 +15,7 @@ from ..metadata import ModelMetadata
 from .codecs import HeatmapCodec, average_flip, build_codec
 from .transforms import affine_points, crop_matrix
 
-__all__ = ["codec_for", "crops_to_image", "normalize_images", "predict_heatmaps"]
+__all__ = ["codec_for", "crops_to_image", "predict_heatmaps"]
 
 DEFAULT_CODEC = "msra"
 
@@ -25,15 +25,6 @@ def codec_for(metadata: ModelMetadata, heatmap_size: tuple[int, int]) -> Heatmap
     spec = metadata.extra.get("codec", DEFAULT_CODEC)
     _, height, width = metadata.input_size
     return build_codec(spec, (width, height), heatmap_size)
-
-
-def normalize_images(
-    images: torch.Tensor, metadata: ModelMetadata, dtype: torch.dtype = torch.float32
-) -> torch.Tensor:
-    """[N, C, H, W] uint8 (already in the model's channel order) → normalised floats."""
-    mean = torch.tensor(metadata.mean, device=images.device, dtype=dtype).view(1, -1, 1, 1)
-    std = torch.tensor(metadata.std, device=images.device, dtype=dtype).view(1, -1, 1, 1)
-    return (images.to(dtype) / 255.0 - mean) / std
 
 
 @torch.no_grad()

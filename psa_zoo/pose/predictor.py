@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from ..data.images import read_image
+from ..data.images import normalize_images, read_image
 from ..metadata import KeypointSet
-from .inference import codec_for, crops_to_image, normalize_images, predict_heatmaps
+from .inference import codec_for, crops_to_image, predict_heatmaps
 from .transforms import box_to_center_scale, crop_matrix, warp_image
 
 __all__ = ["PoseEstimator", "PosePrediction"]

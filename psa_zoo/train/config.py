@@ -20,6 +20,7 @@ __all__ = [
     "ConfigError",
     "TrainConfig",
     "add_pose_arguments",
+    "add_seg_arguments",
     "add_train_arguments",
     "config_from_args",
     "load_config_file",
@@ -87,6 +88,14 @@ class TrainConfig:
     flip_test: bool | None = None
     detections: str | None = None  # evaluate on a detection file instead of the ground-truth boxes
     use_joint_weights: bool | None = None
+    # segmentation
+    crop_size: list[int] | None = None  # (height, width) of the training crop
+    scale_range: list[float] | None = None  # random scale (min, max)
+    backbone_lr_mult: float | None = None  # backbone lr = lr × this (VainF's DeepLabV3+: 0.1)
+    aux_weight: float | None = None  # HRNetV2-OCR auxiliary loss weight (0.4)
+    eval_mode: str | None = None  # whole | slide
+    eval_scales: list[float] | None = None
+    eval_crop_size: list[int] | None = None  # sliding-window size (height, width)
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # create_model keyword arguments (config file)
 
     def resolve(self) -> TrainConfig:
@@ -134,6 +143,7 @@ class TrainConfig:
             "freeze_bn": ("auto", "on", "off"),
             "optimizer": ("adam", "adamw", "sgd"),
             "lr_schedule": ("multistep", "poly", "constant"),
+            "eval_mode": (None, "whole", "slide"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -141,6 +151,13 @@ class TrainConfig:
                     f"--{name.replace('_', '-')} must be one of {allowed}, got {getattr(self, name)!r}"
                 )
         self._check_numbers()
+        for name in ("crop_size", "eval_crop_size"):
+            size = getattr(self, name)
+            if size is not None and (len(size) != 2 or not all(isinstance(v, int) and v >= 8 for v in size)):
+                raise ConfigError(f"--{name.replace('_', '-')} takes HEIGHT WIDTH (ints ≥ 8), got {size}")
+        scales = self.scale_range
+        if scales is not None and (len(scales) != 2 or not 0 < scales[0] <= scales[1]):
+            raise ConfigError(f"--scale-range takes MIN MAX with 0 < MIN ≤ MAX, got {scales}")
         if self.input_size is not None and (len(self.input_size) != 2 or min(self.input_size) < 8):
             raise ConfigError(f"--input-size takes HEIGHT WIDTH (each ≥ 8), got {self.input_size}")
 
@@ -269,6 +286,20 @@ def add_pose_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--detections", help="evaluate on the boxes of this detection file instead of the ground-truth boxes")
     add("--use-joint-weights", action="store_const", const=True, help="weight the loss by the joint weights")
+
+
+def add_seg_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``train-seg`` only."""
+    add = parser.add_argument
+    add("--crop-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), help="training crop (VOC: 513 513)")
+    add("--scale-range", type=float, nargs=2, metavar=("MIN", "MAX"), help="random scale (default 0.5 2.0)")
+    add("--flip-prob", type=float)
+    add("--backbone-lr-mult", type=float, help="backbone lr = lr × this (VOC recipe: 0.1)")
+    add("--aux-weight", type=float, help="auxiliary loss weight of HRNetV2-OCR (0.4)")
+    add("--eval-mode", choices=("whole", "slide"), help="whole-image or sliding-window evaluation")
+    add("--eval-scales", type=float, nargs="+", help="evaluation scales (with --flip-test: + flip)")
+    add("--eval-crop-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), help="sliding-window size")
+    add("--flip-test", dest="flip_test", action="store_const", const=True, help="also evaluate flipped")
 
 
 def config_from_args(args: argparse.Namespace, task: str) -> TrainConfig:

@@ -121,7 +121,7 @@ def create_accelerator(cpu: bool = False, **kwargs):
 RESUMABLE_CHANGES = frozenset({
     "output_dir", "resume_from_checkpoint", "overwrite", "report_to", "log_every", "eval_steps",
     "checkpointing_steps", "checkpoints_total_limit", "num_workers", "val_data", "max_val_images",
-    "detections", "flip_test", "cpu",
+    "detections", "flip_test", "cpu", "eval_mode", "eval_scales", "eval_crop_size",
 })  # fmt: skip
 
 

@@ -15,12 +15,12 @@ import torch
 from torch import nn
 
 from ..data.coco_keypoints import KeypointDataset, find_coco_split, load_keypoint_annotations
+from ..data.images import normalize_images
 from ..losses import keypoint_mse_sum_and_count
 from ..models import PsaModel, create_model, from_pretrained
 from ..pose.codecs import build_codec
 from ..pose.dataset import TopDownPoseDataset
 from ..pose.evaluate import evaluate_pose_model
-from ..pose.inference import normalize_images
 from ..pose.transforms import TopDownAugmentation
 from ..version import __version__
 from .config import ConfigError, TrainConfig

@@ -64,10 +64,45 @@ RECIPES: dict[str, dict] = {
 }  # fmt: skip
 
 
+_SEG_COMMON = {
+    "task": "seg",
+    "optimizer": "sgd",
+    "momentum": 0.9,
+    "lr_schedule": "poly",
+    "poly_power": 0.9,
+    "lr_gamma": 0.1,
+    "lr_milestones": [],
+    "warmup_steps": 0,
+    "scale_range": [0.5, 2.0],
+    "flip_prob": 0.5,
+    "aux_weight": 0.4,
+    "eval_mode": "whole",
+    "eval_scales": [1.0],
+    "flip_test": False,
+}
+
+RECIPES.update({
+    # VainF/DeepLabV3Plus-Pytorch main.py + README: SGD 0.9, lr 0.01 head / 0.001 backbone, poly 0.9,
+    # 30k iterations, batch 16, weight decay 1e-4, crop 513, scale 0.5-2.0, flip.
+    "voc": {**_SEG_COMMON, "lr": 0.01, "backbone_lr_mult": 0.1, "weight_decay": 1e-4, "batch_size": 16,
+            "reference_batch": 16, "max_train_steps": 30000, "crop_size": [513, 513]},
+    # HRNet-Semantic-Segmentation (HRNet-OCR branch) seg_hrnet_ocr_w48_train_512x1024_sgd_lr1e-2_wd5e-4_bs_12_
+    # epoch484.yaml: SGD 0.01, wd 5e-4, poly 0.9, crop 1024x512, 3 per GPU x 4, 484 epochs, aux 0.4.
+    "cityscapes_ocr": {**_SEG_COMMON, "lr": 0.01, "backbone_lr_mult": 1.0, "weight_decay": 5e-4,
+                       "batch_size": 3, "reference_batch": 12, "epochs": 484, "crop_size": [512, 1024]},
+    # the package's generated data on a CPU (not a paper recipe)
+    "embedded_seg": {**_SEG_COMMON, "optimizer": "adam", "lr": 1e-3, "lr_schedule": "constant",
+                     "backbone_lr_mult": 1.0, "weight_decay": 0.0, "batch_size": 8, "reference_batch": 8,
+                     "epochs": 20, "crop_size": [160, 192], "scale_range": [0.75, 1.5]},
+})  # fmt: skip
+
+
 def default_recipe(task: str, model_name: str) -> str:
     """The recipe a model trains with unless told otherwise."""
     if task == "pose":
         if "udp" in model_name:
             return "udp"
         return "simplebaseline" if model_name.startswith("simplebaseline") else "hrnet"
+    if task == "seg":
+        return "cityscapes_ocr" if model_name.startswith("hrnetv2") else "voc"
     raise ValueError(f"no default recipe for task {task!r}")

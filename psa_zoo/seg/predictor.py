@@ -1,0 +1,106 @@
+"""``Segmenter``: a label map for an image of any size, from a segmentation model and its metadata.
+
+The metadata gives the normalisation, the **channel order**, the class names and the palette; the
+inference mode (whole image, sliding window, scales, flip) is the caller's choice
+(:func:`psa_zoo.seg.inference.predict_probabilities`). The label map has the image's size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from ..data.images import normalize_images, read_image
+from ..metadata import ClassSet
+from .inference import predict_probabilities
+
+__all__ = ["SegPrediction", "Segmenter"]
+
+
+@dataclass
+class SegPrediction:
+    """``labels`` [H, W] class indices; ``probabilities`` [K, H, W] when asked for; ``class_set``."""
+
+    labels: np.ndarray
+    class_set: ClassSet
+    probabilities: np.ndarray | None = None
+
+    def classes_present(self) -> list[str]:
+        return [self.class_set.class_names[i] for i in np.unique(self.labels)]
+
+    def colour(self) -> np.ndarray:
+        """[H, W, 3] uint8: the labels in the palette's colours."""
+        return np.asarray(self.class_set.palette, dtype=np.uint8)[self.labels]
+
+
+class Segmenter:
+    """Semantic segmentation with a psa_zoo segmentation model.
+
+    Args:
+        model: a segmentation :class:`~psa_zoo.models.PsaModel`.
+        mode: ``"whole"`` or ``"slide"`` (sliding window of ``crop_size`` with ``stride``).
+        scales / flip: multi-scale and flip test (softmax probabilities averaged).
+        device: where to run (default: the model's device).
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        mode: str = "whole",
+        scales: Sequence[float] = (1.0,),
+        flip: bool = False,
+        crop_size: tuple[int, int] | None = None,
+        stride: tuple[int, int] | None = None,
+        device: str | None = None,
+    ) -> None:
+        if getattr(model, "task", None) != "segmentation":
+            raise ValueError(
+                f"Segmenter needs a segmentation model, got a {getattr(model, 'task', None)!r} model"
+            )
+        self.model = model.eval() if device is None else model.to(device).eval()
+        self.metadata = model.metadata
+        self.mode, self.scales, self.flip = mode, tuple(scales), flip
+        self.crop_size, self.stride = crop_size, stride
+
+    @torch.no_grad()
+    def predict(self, image: Any, return_probabilities: bool = False) -> SegPrediction:
+        """Labels of ``image`` (path, PIL image or [H, W, 3] RGB array) at its own size."""
+        pixels = read_image(image, self.metadata.channel_order)
+        param = next(self.model.parameters())
+        batch = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))[None].to(param.device)
+        probabilities = predict_probabilities(
+            self.model,
+            normalize_images(batch, self.metadata, param.dtype),
+            mode=self.mode,
+            scales=self.scales,
+            flip=self.flip,
+            crop_size=self.crop_size,
+            stride=self.stride,
+        )[0]
+        labels = probabilities.argmax(0).cpu().numpy()
+        probs = probabilities.float().cpu().numpy() if return_probabilities else None
+        return SegPrediction(labels, self.metadata.classes, probs)
+
+    def draw(
+        self, image: Any, prediction: SegPrediction, out: str | Path | None = None, alpha: float = 0.5
+    ) -> Image.Image:
+        """The image blended with the label colours, and a legend of the classes present; PNG to ``out``."""
+        pixels = read_image(image, "RGB").astype(np.float32)
+        blended = ((1 - alpha) * pixels + alpha * prediction.colour()).round().astype(np.uint8)
+        canvas = Image.fromarray(blended)
+        pen = ImageDraw.Draw(canvas)
+        palette = prediction.class_set.palette
+        for row, index in enumerate(np.unique(prediction.labels)):
+            y = 4 + 14 * row
+            pen.rectangle([4, y, 14, y + 10], fill=tuple(palette[index]), outline=(0, 0, 0))
+            pen.text((18, y - 1), prediction.class_set.class_names[index], fill=(255, 255, 255))
+        if out is not None:
+            canvas.save(out, format="PNG")
+        return canvas
