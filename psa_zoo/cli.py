@@ -26,7 +26,11 @@ _EPILOG = """\
 examples:
   psa-zoo bench-attn --quick
   psa-zoo make-data --task pose --out embedded_pose/
-  psa-zoo train-pose --model hrnet_w18_psa_p --data embedded_pose/ --output-dir runs/w18 --recipe embedded
+  psa-zoo train-pose --model hrnet_w18_psa_p --data embedded_pose/ --output-dir runs/w18 --recipe embedded \
+      --input-size 128 96 --epochs 5
+  psa-zoo make-data --task seg --out embedded_seg/
+  psa-zoo train-seg --model deeplabv3plus_mbv2_psa --data embedded_seg/ --output-dir runs/seg \
+      --recipe embedded_seg
   psa-zoo eval-pose --ann person_keypoints_val2017.json --results results.json
   psa-zoo bench-train --task pose --quick
   psa-zoo convert pose_hrnet_w48_256x192.pth --format hrnet-pose --out hrnet_w48/
