@@ -95,3 +95,74 @@ def test_eval_seg_on_saved_predictions(seg_data, tmp_path):
     assert (
         stats["IoU"]["class_1"] == 0.0 and stats["IoU"]["class_2"] == 1.0 and stats["IoU"]["class_3"] == 1.0
     )
+
+
+def test_kill_mid_epoch_and_resume_is_exact_with_dropout_in_the_model(seg_data, tmp_path):
+    """DeepLabV3+'s ASPP has Dropout(0.1): the resumed run must draw the same masks (RNG states restored)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.train._pose_run import cli_env, run_cli
+
+    args = ["train-seg", "--model", "deeplabv3plus_mbv2_psa", "--data", str(seg_data),
+            "--recipe", "embedded_seg", "--crop-size", "64", "64", "--batch-size", "4", "--num-workers", "0",
+            "--seed", "3", "--max-train-steps", "30", "--checkpointing-steps", "4"]  # fmt: skip
+    straight = run_cli([*args, "--output-dir", str(tmp_path / "straight")])
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "psa_zoo.cli", *args, "--output-dir", str(out)]
+    process = subprocess.Popen(command, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoints" / "step_8").is_dir() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    resumed = run_cli([*args, "--output-dir", str(out), "--resume-from-checkpoint", "latest"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = weights(tmp_path / "straight" / "model"), weights(out / "model")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # 24 images / batch 4: step 8 is mid-epoch
+
+
+def _write_png(path, array, palette=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(array)
+    if palette is not None:
+        image.putpalette(palette)
+    image.save(path)
+
+
+def test_train_seg_reads_a_cityscapes_layout_and_maps_label_ids(tmp_path):
+    """A Cityscapes-layout folder (labelIds only, as downloaded) trains without a preprocessing step: the
+    labels the model learns are train ids (road: labelId 7 → trainId 0, car: 26 → 13, unlabelled → 255)."""
+    from psa_zoo.train.seg import detect_layout, load_seg_split
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "cityscapes"
+    for split in ("train", "val"):
+        for i in range(4 if split == "train" else 2):
+            stem = f"aachen_000000_00000{i}"
+            _write_png(root / "leftImg8bit" / split / "aachen" / f"{stem}_leftImg8bit.png",
+                       rng.integers(0, 255, (64, 128, 3), dtype=np.uint8))  # fmt: skip
+            ids = np.full((64, 128), 7, np.uint8)  # road
+            ids[20:40, 30:90] = 26  # car
+            ids[:5] = 0  # unlabelled
+            _write_png(root / "gtFine" / split / "aachen" / f"{stem}_gtFine_labelIds.png", ids)
+    assert detect_layout(root) == "cityscapes"
+    _, mask = load_seg_split(root, "train").read(0)
+    assert set(np.unique(mask).tolist()) == {0, 13, 255}
+    result = train_seg(
+        _config(root, tmp_path / "run", max_train_steps=2, crop_size=[32, 64], recipe="embedded_seg")
+    )
+    model = psa_zoo.from_pretrained(result["model_dir"])
+    assert model.num_classes == 19 and model.metadata.classes.class_names[13] == "car"
+    assert 0.0 <= result["metrics"]["mIoU"] <= 1.0
+
+
+def test_an_unknown_data_layout_is_one_clear_error(tmp_path):
+    from psa_zoo.train import ConfigError
+
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(ConfigError, match="not a dataset layout psa_zoo knows"):
+        train_seg(_config(tmp_path / "photos", tmp_path / "run"))
