@@ -194,6 +194,7 @@ class ConfusionMatrix:
             miou=float(np.nanmean(iou)),
             aacc=float(tp.sum() / total),
             macc=float(np.nanmean(acc)),
+            num_pixels=int(total),
         )
 
 
@@ -223,6 +224,8 @@ class SegmentationMetrics:
             class and smp's ``iou_score`` 1 (their ``zero_division``); averaging those would differ.
         aacc: pixel accuracy, sum(TP) / labelled pixels.
         macc: nanmean of ``acc``.
+        num_pixels: labelled pixels counted (the ignore index left out): a dataset evaluated twice over, or
+            half of it, shows here and not in the ratios.
     """
 
     iou: np.ndarray
@@ -230,14 +233,15 @@ class SegmentationMetrics:
     miou: float
     aacc: float
     macc: float
+    num_pixels: int = 0
 
     @property
     def num_classes(self) -> int:
         return len(self.iou)
 
     def to_dict(self, class_names: Sequence[str] | None = None) -> dict[str, Any]:
-        """JSON-ready: ``{"mIoU", "aAcc", "mAcc", "IoU": {name: value}, "Acc": {name: value}}``, None for
-        NaN (an absent class); names default to ``class_0..``."""
+        """JSON-ready: ``{"mIoU", "aAcc", "mAcc", "IoU": {name: value}, "Acc": {name: value},
+        "num_pixels"}``, None for NaN (an absent class); names default to ``class_0..``."""
         names = _names_for(class_names, self.num_classes)
         return {
             "mIoU": _json_value(self.miou),
@@ -245,6 +249,7 @@ class SegmentationMetrics:
             "mAcc": _json_value(self.macc),
             "IoU": {n: _json_value(v) for n, v in zip(names, self.iou.tolist(), strict=True)},
             "Acc": {n: _json_value(v) for n, v in zip(names, self.acc.tolist(), strict=True)},
+            "num_pixels": self.num_pixels,
         }
 
     def format_table(self, class_names: Sequence[str] | None = None) -> str:

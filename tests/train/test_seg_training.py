@@ -166,3 +166,21 @@ def test_an_unknown_data_layout_is_one_clear_error(tmp_path):
     (tmp_path / "photos").mkdir()
     with pytest.raises(ConfigError, match="not a dataset layout psa_zoo knows"):
         train_seg(_config(tmp_path / "photos", tmp_path / "run"))
+
+
+def test_eval_seg_under_two_processes_counts_every_image_once(seg_data, tmp_path):
+    from tests.train._pose_run import TORCHRUN_2, run_cli
+
+    model_dir = train_seg(_config(seg_data, tmp_path / "run", max_train_steps=2))["model_dir"]
+    stats = {}
+    for name, launcher in (("one", None), ("two", TORCHRUN_2)):
+        out = tmp_path / f"{name}.json"
+        done = run_cli(["eval-seg", "--model", model_dir, "--data", str(seg_data), "--json", str(out)],
+                       launcher=launcher)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        stats[name] = json.loads(out.read_text())
+    assert stats["one"] == stats["two"]  # one confusion matrix: 6 images split 3 + 3, summed once
+    labelled = sum(
+        int((np.asarray(Image.open(m)) != 255).sum()) for m in (seg_data / "masks" / "val").iterdir()
+    )
+    assert stats["two"]["num_pixels"] == labelled  # each image counted exactly once
