@@ -192,7 +192,7 @@ def _eval_model(args):
     from .data.coco_keypoints import find_coco_split, load_keypoint_annotations
     from .pose.evaluate import evaluate_pose_model
     from .train.engine import create_accelerator
-    from .train.pose import load_model
+    from .train.models import load_model
 
     dataset = load_keypoint_annotations(*find_coco_split(args.data, args.split))
     model = load_model(args.model, pretrained=not Path(args.model).is_dir())
@@ -317,7 +317,7 @@ def _run_eval_seg(args: argparse.Namespace) -> int:
 def _eval_seg_model(args):
     from .seg.evaluate import evaluate_seg_model
     from .train.engine import create_accelerator
-    from .train.pose import load_model
+    from .train.models import load_model
     from .train.seg import load_seg_split
 
     dataset = load_seg_split(args.data, "val")

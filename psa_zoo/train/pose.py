@@ -17,7 +17,7 @@ from torch import nn
 from ..data.coco_keypoints import KeypointDataset, find_coco_split, load_keypoint_annotations
 from ..data.images import normalize_images
 from ..losses import keypoint_mse_sum_and_count
-from ..models import PsaModel, create_model, from_pretrained
+from ..models import PsaModel
 from ..pose.codecs import build_codec
 from ..pose.dataset import TopDownPoseDataset
 from ..pose.evaluate import evaluate_pose_model
@@ -25,15 +25,9 @@ from ..pose.transforms import TopDownAugmentation
 from ..version import __version__
 from .config import ConfigError, TrainConfig
 from .engine import Trainer, TrainResult, TrainTask
+from .models import model_for_labels
 
-__all__ = ["PoseTask", "load_model", "train_pose"]
-
-
-def load_model(name_or_dir: str, pretrained: bool, **kwargs) -> PsaModel:
-    """A registered name (``create_model``) or a saved folder (``from_pretrained``)."""
-    if Path(name_or_dir).is_dir():
-        return from_pretrained(name_or_dir)
-    return create_model(name_or_dir, pretrained=pretrained, **kwargs)
+__all__ = ["PoseTask", "train_pose"]
 
 
 class PoseTask(TrainTask):
@@ -73,15 +67,7 @@ class PoseTask(TrainTask):
     # --- model ---------------------------------------------------------------------------------------
     def build_model(self) -> PsaModel:
         config = self.config
-        model = load_model(config.model, config.pretrained, **config.model_kwargs)
-        if model.task != "pose":
-            raise ConfigError(
-                f"--model {config.model} is a {model.task} model; train-pose needs a pose model"
-            )
-        labels = self.keypoint_set
-        if model.num_classes != labels.num_keypoints:
-            model.reset_classifier(labels.num_keypoints, labels=labels)
-        metadata = model.metadata.with_labels(labels)
+        model, metadata = model_for_labels(config, "pose", self.keypoint_set)
         height, width = config.input_size or metadata.input_size[1:]
         self.input_size = (int(width), int(height))
         heatmap_h, heatmap_w = model.output_size((height, width))

@@ -25,7 +25,7 @@ from ..seg.transforms import SegTrainTransform
 from ..version import __version__
 from .config import ConfigError, TrainConfig
 from .engine import Trainer, TrainResult, TrainTask
-from .pose import load_model
+from .models import model_for_labels
 
 __all__ = ["SegTask", "detect_layout", "load_seg_split", "train_seg"]
 
@@ -91,14 +91,7 @@ class SegTask(TrainTask):
 
     def build_model(self) -> PsaModel:
         config = self.config
-        model = load_model(config.model, config.pretrained, **config.model_kwargs)
-        if model.task != "segmentation":
-            raise ConfigError(
-                f"--model {config.model} is a {model.task} model; train-seg needs a segmentation model"
-            )
-        if model.num_classes != self.class_set.num_classes:
-            model.reset_classifier(self.class_set.num_classes, labels=self.class_set)
-        metadata = model.metadata.with_labels(self.class_set)
+        model, metadata = model_for_labels(config, "segmentation", self.class_set)
         height, width = config.input_size or config.crop_size or metadata.input_size[1:]
         extra = {**metadata.extra, "dataset": str(config.data)}
         model.set_metadata(metadata.replace(input_size=(metadata.input_size[0], height, width), extra=extra))
