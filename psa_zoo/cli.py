@@ -273,6 +273,7 @@ _BENCH_TRAIN_EPILOG = """\
 examples:
   psa-zoo bench-train --quick
   psa-zoo bench-train --task pose --json train.json
+  psa-zoo bench-train --task seg --json train_seg.json
   psa-zoo bench-train --batch-size 32 --steps 20 --mixed-precision bf16   # on a GPU
 """
 
@@ -282,16 +283,28 @@ def _add_bench_train(subparsers: argparse._SubParsersAction) -> None:
         "bench-train",
         help="training images/s of the engine, the data loader alone, and the share of a step spent waiting "
         "for data",
-        description="Benchmark the training loop (psa-zoo train-pose's engine) and its data loader on "
+        description="Benchmark the training loop (the engine of psa-zoo train-pose / train-seg) on "
         "generated data (nothing is downloaded) and print Markdown tables.",
         epilog=_BENCH_TRAIN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--task", default="pose", metavar="{pose}", help="what to train (pose only, for now)")
-    p.add_argument("--quick", action="store_true", help="tiny models at 64×48, 2 timed steps (seconds)")
-    p.add_argument("--batch-size", type=positive_int, help="samples per step (default 8)")
     p.add_argument(
-        "--steps", type=positive_int, help="timed optimiser steps per run (default 5; 2 with --quick)"
+        "--task",
+        default="pose",
+        metavar="{pose,seg}",
+        help="pose (default): HRNet models at 256×192 and the loader alone; seg: deeplabv3plus_mbv2_psa "
+        "training and evaluation at 513×513 and sliding-window memory at 1024×2048",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes (pose: tiny models at 64×48, 2 timed steps; seg: 64×64, 1 timed step)",
+    )
+    p.add_argument("--batch-size", type=positive_int, help="samples per step (default 8; seg 4)")
+    p.add_argument(
+        "--steps",
+        type=positive_int,
+        help="timed optimiser steps per run (default 5, 2 with --quick; seg 3, 1 with --quick)",
     )
     p.add_argument(
         "--warmup", type=positive_int, help="first steps left out of the timing (default 1; worker start-up)"
@@ -316,9 +329,9 @@ def _run_bench_train(args: argparse.Namespace) -> int:
 
     from .bench import train as bench_train
 
-    if args.task != "pose":
+    if args.task not in ("pose", "seg"):
         raise ValueError(
-            f"--task {args.task} is not benchmarked yet, expected pose; run psa-zoo bench-train --task pose"
+            f"--task {args.task} is not benchmarked, expected pose or seg; run psa-zoo bench-train --task seg"
         )
     if args.num_workers is not None and args.num_workers < 0:
         raise ValueError(
@@ -336,13 +349,11 @@ def _run_bench_train(args: argparse.Namespace) -> int:
         "mixed_precision": args.mixed_precision,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    cfg = (
-        bench_train.TrainBenchConfig.quick(**overrides)
-        if args.quick
-        else bench_train.TrainBenchConfig(**overrides)
-    )
+    config_class = bench_train.SegBenchConfig if args.task == "seg" else bench_train.TrainBenchConfig
+    cfg = config_class.quick(**overrides) if args.quick else config_class(**overrides)
     print(f"Machine: {bench_train.machine_description().split(',')[0]}, {cfg.threads} threads", flush=True)
-    report = bench_train.run_train_benchmark(cfg)
+    run = bench_train.run_seg_benchmark if args.task == "seg" else bench_train.run_train_benchmark
+    report = run(cfg)
     print(bench_train.to_markdown(report))
     if args.json:
         with open(args.json, "w") as handle:

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from psa_zoo.bench.train import (
     TINY_SPEC,
+    SegBenchConfig,
     TrainBenchConfig,
     TrainBenchReport,
     TrainCase,
@@ -144,7 +145,9 @@ def test_data_wait_target_is_judged_at_two_workers(tmp_path):
 @pytest.mark.parametrize(
     ("argv", "fragment"),
     [
-        (["--task", "seg"], "--task seg is not benchmarked yet, expected pose"),
+        (["--task", "depth"], "--task depth is not benchmarked, expected pose or seg"),
+        (["--task", "seg", "--num-workers", "-1"], "--num-workers -1 is negative, expected 0 or more"),
+        (["--task", "seg", "--batch-size", "0"], "argument --batch-size: got 0, expected a positive integer"),
         (["--batch-size", "0"], "argument --batch-size: got 0, expected a positive integer"),
         (["--steps", "two"], "argument --steps: got 'two', expected a positive integer"),
         (["--num-workers", "-1"], "--num-workers -1 is negative, expected 0 or more"),
@@ -155,14 +158,16 @@ def test_bad_options_give_one_line(capsys, argv, fragment):
     assert fragment in cli_error_line(capsys, ["bench-train", *argv])
 
 
-def test_json_into_a_folder_is_refused_before_any_work(capsys, tmp_path):
-    line = cli_error_line(capsys, ["bench-train", "--quick", "--json", str(tmp_path)])
+@pytest.mark.parametrize("task", ["pose", "seg"])
+def test_json_into_a_folder_is_refused_before_any_work(capsys, tmp_path, task):
+    line = cli_error_line(capsys, ["bench-train", "--task", task, "--quick", "--json", str(tmp_path)])
     assert f"--json {tmp_path} is a folder, expected a file path" in line
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 runs on a GPU")
-def test_fp16_without_a_gpu_is_refused(capsys):
-    line = cli_error_line(capsys, ["bench-train", "--quick", "--mixed-precision", "fp16"])
+@pytest.mark.parametrize("task", ["pose", "seg"])
+def test_fp16_without_a_gpu_is_refused(capsys, task):
+    line = cli_error_line(capsys, ["bench-train", "--task", task, "--quick", "--mixed-precision", "fp16"])
     assert "no CUDA GPU" in line and "use 'bf16' or 'no'" in line
 
 
@@ -179,3 +184,102 @@ def test_fp16_without_a_gpu_is_refused(capsys):
 def test_config_refuses_bad_values(field, value, fragment):
     with pytest.raises(ValueError, match="^" + fragment.replace("(", r"\(").replace(")", r"\)")):
         TrainBenchConfig(**{field: value})
+
+
+# --- --task seg ------------------------------------------------------------------------------------------
+
+SEG_MODEL = "deeplabv3plus_mbv2_psa"
+
+
+@pytest.fixture(scope="module")
+def seg_quick_run(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench_train_seg") / "train_seg.json"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["bench-train", "--task", "seg", "--quick", "--json", str(path)])
+    assert code == 0
+    torch.set_num_threads(2)
+    return out.getvalue(), json.loads(path.read_text())
+
+
+def _finite_positive(text: str) -> float:
+    value = float(text.replace(",", "").removesuffix("%"))
+    assert math.isfinite(value) and value > 0, text
+    return value
+
+
+def test_seg_output_has_the_machine_and_the_three_tables(seg_quick_run):
+    text, payload = seg_quick_run
+    first = text.splitlines()[0]
+    assert first.startswith("Machine: ") and first.endswith(", 2 threads")
+    assert payload["settings"]["task"] == "seg" and payload["settings"]["recipe"] == "voc"
+    train, evaluation, memory = _tables(text)
+    assert [r["model"] for r in train] == [SEG_MODEL]
+    row = train[0]
+    assert (row["input"], row["batch"], row["workers"], row["steps timed"]) == ("64×64", "2", "2", "1")
+    assert row["device"].startswith("cuda") if torch.cuda.is_available() else row["device"] == "cpu"
+    _finite_positive(row["images/s"])
+    _finite_positive(row["ms/step"])
+    assert 0 <= float(row["data-wait share"].removesuffix("%")) <= 100
+    assert row["target"] == "" and row["met"] == ""  # the < 10% target is for the 513×513 run
+    assert [(r["evaluation (whole image)"], r["input"], r["images"]) for r in evaluation] == [
+        (SEG_MODEL, "64×64", "1")
+    ]
+    _finite_positive(evaluation[0]["images/s"])
+    assert [r["mode"] for r in memory] == ["slide 64×64, stride 43×43", "whole"]
+    for r in memory:
+        assert (r["image"], r["classes"]) == ("64×128", "19")
+        _finite_positive(r["peak RSS growth MiB"])
+        _finite_positive(r["seconds"])
+
+
+def test_seg_json_rows_are_the_printed_rows(seg_quick_run):
+    text, payload = seg_quick_run
+    train, evaluation, memory = _tables(text)
+    assert [r["kind"] for r in payload["rows"]] == ["train", "eval", "memory", "memory"]
+    row = _rows(payload, "train")[0]
+    assert train[0]["images/s"] == f"{row['images_per_s']:.2f}"
+    assert train[0]["data-wait share"] == f"{row['data_wait_share']:.2%}"
+    assert (row["name"], row["spec"], row["batch"], row["steps"], row["warmup_steps"]) == (
+        SEG_MODEL,
+        None,
+        2,
+        1,
+        1,
+    )
+    seconds = row["data_seconds"] + row["compute_seconds"]
+    assert row["images_per_s"] == pytest.approx(row["steps"] * row["batch"] / seconds, rel=1e-9)
+    assert 0 <= row["data_seconds"] <= row["engine_data_seconds"]
+    assert 0 < row["compute_seconds"] < row["engine_compute_seconds"]  # the warm-up step is left out
+    row = _rows(payload, "eval")[0]
+    assert evaluation[0]["images/s"] == f"{row['images_per_s']:.2f}"
+    assert row["images_per_s_runs"] == [row["images_per_s"]]  # one repeat with --quick
+    assert row["ms_per_image"] == pytest.approx(1e3 / row["images_per_s"], rel=1e-9)
+    for printed, row in zip(memory, _rows(payload, "memory"), strict=True):
+        assert printed["peak RSS growth MiB"] == f"{row['peak_rss_growth_mib']:,.1f}"
+        assert row["rss_before_mib"] > 0
+        assert (row["cuda_peak_growth_mib"] is None) == (not torch.cuda.is_available())
+
+
+def test_seg_memory_rows_count_windows_and_the_logits_floor(seg_quick_run):
+    _, payload = seg_quick_run
+    slide, whole = _rows(payload, "memory")
+    # 64×128 image, 64×64 windows every 43 px (the last snapped to the border): 1 row, 1 + ⌈(128−64)/43⌉ = 3
+    assert (slide["windows"], whole["windows"]) == (1 * (1 + math.ceil((128 - 64) / 43)), 1)
+    for row in (slide, whole):
+        assert row["logits_floor_mib"] == 19 * 64 * 128 * 4 / 2**20  # K·H·W float32 bytes in MiB
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("crop_size", (32, 513), "crop_size is (32, 513), expected (height, width) from 64 to 4096"),
+        ("slide_stride", (600, 342), "slide_stride (600, 342) is larger than slide_crop (513, 513)"),
+        ("eval_images", 0, "eval_images is 0, expected a positive integer"),
+        ("num_workers", -1, "num_workers is -1, expected an integer ≥ 0"),
+        ("mixed_precision", "fp8", "mixed_precision is 'fp8', expected 'no', 'bf16' or 'fp16'"),
+    ],
+)
+def test_seg_config_refuses_bad_values(field, value, fragment):
+    with pytest.raises(ValueError, match="^" + fragment.replace("(", r"\(").replace(")", r"\)")):
+        SegBenchConfig(**{field: value})
