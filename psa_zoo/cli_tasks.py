@@ -207,6 +207,7 @@ def _eval_model(args):
         flip_test=args.flip_test,
         batch_size=args.batch_size,
     )
+    _end(accelerator)
     if not accelerator.is_main_process:
         return None
     if args.results_out:
@@ -329,6 +330,13 @@ def _eval_seg_model(args):
         model, dataset, accelerator=accelerator, mode=args.eval_mode, scales=tuple(args.eval_scales),
         flip=args.flip_test, crop_size=crop,
     )  # fmt: skip
+    _end(accelerator)
     if not accelerator.is_main_process:
         return None, None
     return metrics, list(model.metadata.classes.class_names)
+
+
+def _end(accelerator) -> None:
+    """Leave the process group together: a gloo group left to the interpreter's exit can abort a process."""
+    accelerator.wait_for_everyone()
+    accelerator.end_training()

@@ -193,6 +193,8 @@ other.update(np.array([[rank]]), np.array([[1]]))  # each process: one pixel, la
 other.all_reduce(accelerator)
 with open(sys.argv[1] + f"/{rank}.json", "w") as file:
     json.dump({"first": cm.matrix.tolist(), "second": other.matrix.tolist()}, file)
+accelerator.wait_for_everyone()
+accelerator.end_training()  # destroys the process group (one left to the interpreter exit can abort)
 """
 
 
