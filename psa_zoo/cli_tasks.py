@@ -100,18 +100,25 @@ def _add_train_pose(subparsers) -> None:
 
 
 def _run_train_pose(args: argparse.Namespace) -> int:
-    from .cli import check_output_folder
-    from .train.config import config_from_args
     from .train.pose import train_pose
 
-    config = config_from_args(args, "pose")
+    return _run_training(args, "pose", train_pose, shown=("AP", "AP50", "AR"))
+
+
+def _run_training(args: argparse.Namespace, task: str, train, shown: tuple[str, ...] | None = None) -> int:
+    """``train-pose`` / ``train-seg``: settings checked before any work, one summary line on the main
+    process; ``shown`` picks the metrics of that line (default: all)."""
+    from .cli import check_output_folder
+    from .train.config import config_from_args
+
+    config = config_from_args(args, task)
     check_output_folder(config.output_dir, "--output-dir")
-    result = train_pose(config)
+    result = train(config)
     if not result["main_process"]:
         return 0
-    shown = ", ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items() if k in ("AP", "AP50", "AR"))
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items() if shown is None or k in shown)
     print(
-        f"trained {result['steps']} steps in {result['seconds']:.0f} s; {shown or 'not evaluated'}; "
+        f"trained {result['steps']} steps in {result['seconds']:.0f} s; {metrics or 'not evaluated'}; "
         f"model saved to {result['model_dir']}"
     )
     return 0
@@ -251,18 +258,9 @@ def _add_train_seg(subparsers) -> None:
 
 
 def _run_train_seg(args: argparse.Namespace) -> int:
-    from .cli import check_output_folder
-    from .train.config import config_from_args
     from .train.seg import train_seg
 
-    config = config_from_args(args, "seg")
-    check_output_folder(config.output_dir, "--output-dir")
-    result = train_seg(config)
-    if result["main_process"]:
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items())
-        print(f"trained {result['steps']} steps in {result['seconds']:.0f} s; {shown or 'not evaluated'}; "
-              f"model saved to {result['model_dir']}")  # fmt: skip
-    return 0
+    return _run_training(args, "seg", train_seg)
 
 
 def _add_eval_seg(subparsers) -> None:

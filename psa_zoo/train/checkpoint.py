@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..models._serialization import _fsync_dir
+
 __all__ = [
     "CHECKPOINTS_DIR",
     "STATE_FILE",
@@ -107,7 +109,7 @@ def save_checkpoint(accelerator, output_dir: str | Path, state: TrainState, keep
     accelerator.save_state(str(partial))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        _write_json(partial / STATE_FILE, state.state_dict())
+        write_json_atomic(partial / STATE_FILE, state.state_dict())
         _put_in_place(partial, final)
         _fsync_dir(root)
         if keep is not None:
@@ -142,18 +144,11 @@ def drop_checkpoints_after(output_dir: str | Path, step: int) -> list[Path]:
     return dropped
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """``data`` as JSON at ``path``, written to ``.NAME.tmp`` beside it and renamed: never half-written."""
+    tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
+        json.dump(data, f, indent=2, sort_keys=True, default=str)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -21,9 +21,9 @@ all of them:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -43,6 +43,7 @@ from .checkpoint import (
     drop_checkpoints_after,
     find_checkpoint,
     save_checkpoint,
+    write_json_atomic,
 )
 from .config import ConfigError, TrainConfig
 from .sampler import StepBatchSampler, steps_per_epoch
@@ -392,7 +393,11 @@ class Trainer:
         for i, batch in enumerate(group):
             batch = _to_device(batch, accelerator.device)
             sync = i == len(group) - 1
-            context = accelerator.no_sync(model) if not sync and accelerator.num_processes > 1 else _null()
+            context = (
+                accelerator.no_sync(model)
+                if not sync and accelerator.num_processes > 1
+                else contextlib.nullcontext()
+            )
             with context, accelerator.autocast():
                 loss_sum, count = self.task.loss_sum_and_count(model, batch)
             unit = unit or max(float(count), 1.0)
@@ -441,7 +446,7 @@ class Trainer:
             clear_run_folder(out)
         out.mkdir(parents=True, exist_ok=True)
         record = {RUN_MARK: __version__, **self.config.to_dict(), "effective_lr": lr, "num_processes": world}
-        _atomic_json(out / RUN_CONFIG, record)
+        write_json_atomic(out / RUN_CONFIG, record)
 
     def _save_final(self, accelerator, model, metrics, state: TrainState) -> Path:
         out = Path(self.config.output_dir)
@@ -451,7 +456,7 @@ class Trainer:
             unwrapped = accelerator.unwrap_model(model)
             card = self.task.model_card(unwrapped, metrics, self.config)
             unwrapped.save_pretrained(model_dir, model_card=card, overwrite=model_dir.exists())
-            _atomic_json(out / METRICS_FILE, {"step": state.step, **metrics})
+            write_json_atomic(out / METRICS_FILE, {"step": state.step, **metrics})
         accelerator.wait_for_everyone()
         return model_dir
 
@@ -519,17 +524,3 @@ def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {
         k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()
     }
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _atomic_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)

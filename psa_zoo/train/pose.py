@@ -50,7 +50,6 @@ class PoseTask(TrainTask):
                 f"the val split's keypoints {val_names} differ from the train split's "
                 f"{list(self.keypoint_set.keypoint_names)}; give two splits of one dataset"
             )
-        self._dataset: TopDownPoseDataset | None = None
 
     @staticmethod
     def _load_split(folder: str, split: str, required: bool = True) -> KeypointDataset | None:
@@ -90,7 +89,7 @@ class PoseTask(TrainTask):
             scale_factor=config.scale_factor,
             rotation_factor=config.rotation_factor,
         )
-        self._dataset = TopDownPoseDataset(
+        return TopDownPoseDataset(
             self.train_data.instances("train"),
             self.keypoint_set,
             self.input_size,
@@ -100,7 +99,6 @@ class PoseTask(TrainTask):
             udp=self.codec.udp_warp,
             use_joint_weights=bool(config.use_joint_weights),
         )
-        return self._dataset
 
     def loss_sum_and_count(
         self, model: nn.Module, batch: dict[str, Any]
@@ -125,7 +123,6 @@ class PoseTask(TrainTask):
             num_workers=config.num_workers,
             max_images=config.max_val_images,
         )
-        self.last_evaluation = evaluation
         return dict(evaluation.stats)
 
     def model_card(self, model: nn.Module, metrics: dict[str, float], config: TrainConfig) -> str:

@@ -147,7 +147,6 @@ class SegTask(TrainTask):
             crop_size=tuple(config.eval_crop_size) if config.eval_crop_size else None,
             max_images=config.max_val_images,
         )
-        self.last_metrics = metrics
         return {"mIoU": float(metrics.miou), "aAcc": float(metrics.aacc), "mAcc": float(metrics.macc)}
 
     def model_card(self, model: nn.Module, metrics: dict[str, float], config: TrainConfig) -> str:
