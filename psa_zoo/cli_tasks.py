@@ -279,7 +279,12 @@ def _add_eval_seg(subparsers) -> None:
     p.add_argument("--ignore-index", type=int, default=255)
     p.add_argument("--model", help="saved folder or registered name (with --data)")
     p.add_argument("--data", help="dataset folder (with --model); its val split is evaluated")
-    p.add_argument("--eval-mode", choices=("whole", "slide"), default="whole")
+    p.add_argument(
+        "--eval-mode",
+        choices=("whole", "slide", "hierarchical"),
+        default="whole",
+        help="hierarchical: HRNetV2-OCR forward_multiscale over --eval-scales (official: 0.5 1 2)",
+    )
     p.add_argument("--eval-scales", type=float, nargs="+", default=[1.0])
     p.add_argument("--eval-crop-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"))
     p.add_argument("--flip-test", action="store_true")

@@ -143,14 +143,15 @@ class DeepLabV3PlusDecoder(nn.Module):
     Args:
         low_chs: channels of the stride-4 map; high_chs: of the last map.
         rates: ASPP dilations.
+        aspp_dropout: dropout after the ASPP projection (VainF: 0.1).
 
     Shapes: low [N, low_chs, H/4, W/4], high [N, high_chs, h, w] → [N, 256, H/4, W/4].
     """
 
-    def __init__(self, low_chs: int, high_chs: int, rates: tuple[int, int, int]):
+    def __init__(self, low_chs: int, high_chs: int, rates: tuple[int, int, int], aspp_dropout: float = 0.1):
         super().__init__()
         self.project = _conv_bn_relu(low_chs, LOW_LEVEL_CHANNELS)
-        self.aspp = ASPP(high_chs, rates)
+        self.aspp = ASPP(high_chs, rates, dropout=aspp_dropout)
         self.fuse = _conv_bn_relu(LOW_LEVEL_CHANNELS + ASPP_CHANNELS, ASPP_CHANNELS, 3)
         self.out_channels = ASPP_CHANNELS
 
@@ -175,6 +176,8 @@ class DeepLabV3Plus(PsaModel):
         encoder_kwargs: extra encoder arguments, e.g. ``{"padding": "symmetric"}`` for a MobileNetV2
             encoder with timm's padding instead of VainF's (the default ``"fixed"``).
         drop_rate: dropout before the final 1×1 conv (timm's ``drop_rate``; 0 as VainF).
+        aspp_dropout: dropout after the ASPP projection (0.1 as VainF; 0 makes training deterministic
+            across process counts, since each process draws its own dropout masks).
 
     Shapes: ``forward(x)``: [N, in_chans, H, W] → logits [N, K, H, W] for any H, W;
     ``forward(x, return_dict=True)`` → :class:`SegmentationOutput` (``aux_logits`` and ``scale_attn`` None).
@@ -199,6 +202,7 @@ class DeepLabV3Plus(PsaModel):
         in_chans: int = 3,
         encoder_kwargs: dict | None = None,
         drop_rate: float = 0.0,
+        aspp_dropout: float = 0.1,
     ):
         super().__init__()
         if encoder not in DEEPLAB_ENCODERS:
@@ -213,6 +217,7 @@ class DeepLabV3Plus(PsaModel):
         self.output_stride = output_stride
         self.attn, self.attn_kwargs, self.encoder_kwargs = attn, attn_kwargs, encoder_kwargs
         self.drop_rate = check_drop_rate(drop_rate)
+        self.aspp_dropout = check_drop_rate(aspp_dropout, "aspp_dropout")
         self.backbone = spec.cls(
             in_chans=in_chans,
             output_stride=output_stride,
@@ -222,7 +227,7 @@ class DeepLabV3Plus(PsaModel):
         )
         info = self.backbone.feature_info
         self.decoder = DeepLabV3PlusDecoder(
-            info[LOW_LEVEL_INDEX]["num_chs"], info[HIGH_LEVEL_INDEX]["num_chs"], ASPP_RATES[output_stride]
+            info[LOW_LEVEL_INDEX]["num_chs"], info[HIGH_LEVEL_INDEX]["num_chs"], ASPP_RATES[output_stride], self.aspp_dropout
         )
         self.num_features = self.decoder.out_channels
         self.head_drop = nn.Dropout(self.drop_rate) if self.drop_rate else nn.Identity()
@@ -251,6 +256,7 @@ class DeepLabV3Plus(PsaModel):
             "in_chans": self.in_chans,
             "encoder_kwargs": to_json_value(self.encoder_kwargs, "encoder_kwargs"),
             "drop_rate": self.drop_rate,
+            "aspp_dropout": self.aspp_dropout,
         }
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -8,8 +8,10 @@ the result is the prediction to evaluate.
 Memory stays bounded on full Cityscapes frames: one [N, K, H, W] accumulator, one logit buffer for the scale
 being predicted, and one batch of windows at a time.
 
-HRNetV2-OCR's learned combination of scales (NVIDIA's hierarchical multi-scale) is a different thing: it is
-:meth:`psa_zoo.models.hrnet_ocr.HRNetOCR.forward_multiscale`.
+``mode="hierarchical"`` is HRNetV2-OCR's learned combination of scales instead (NVIDIA's hierarchical
+multi-scale attention, the PSA paper's Cityscapes evaluation with scales 0.5, 1.0, 2.0): the model's
+:meth:`~psa_zoo.models.hrnet_ocr.HRNetOCR.forward_multiscale` combines the scales' logits with its
+scale-attention maps, and only flips are averaged (as probabilities).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from torch import nn
 
 __all__ = ["num_windows", "predict_probabilities", "sliding_windows"]
 
-MODES = ("whole", "slide")
+MODES = ("whole", "slide", "hierarchical")
 
 
 def _pair(value: int | Sequence[int], what: str) -> tuple[int, int]:
@@ -79,7 +81,7 @@ def _scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
     return max(int(height * scale + 0.5), 1), max(int(width * scale + 0.5), 1)
 
 
-def _forward(model: nn.Module, x: torch.Tensor, num_classes: int | None) -> torch.Tensor:
+def _forward(model, x: torch.Tensor, num_classes: int | None) -> torch.Tensor:
     """Float32 logits [N, K, h, w] of ``x`` [N, C, h, w], resized to the input if the model's are not."""
     out = model(x)
     logits = out if isinstance(out, torch.Tensor) else getattr(out, "logits", None)
@@ -94,6 +96,17 @@ def _forward(model: nn.Module, x: torch.Tensor, num_classes: int | None) -> torc
             "number of classes (or None to take it from the model)"
         )
     return _resize(logits.float(), tuple(x.shape[-2:]))
+
+
+def _hierarchical(model: nn.Module, x: torch.Tensor, scales: list[float], num_classes: int | None) -> torch.Tensor:
+    """Float32 logits of the model's own multi-scale combination (``forward_multiscale``)."""
+    if getattr(model, "scale_attn", None) is None or not hasattr(model, "forward_multiscale"):
+        raise ValueError(
+            f'mode="hierarchical" needs a model with a scale-attention head (HRNetV2-OCR, e.g. '
+            f"hrnetv2_w48_ocr_psa_p), got {type(model).__name__} without one; use mode=\"whole\" with scales "
+            "for the averaged multi-scale test"
+        )
+    return _forward(lambda inputs: model.forward_multiscale(inputs, scales), x, num_classes)
 
 
 def _slide(
@@ -156,9 +169,11 @@ def predict_probabilities(
         model: returns logits [N, K, h, w] (any h, w: resized to its input); run in eval mode, the mode it
             was in is restored.
         image: [N, C, H, W] float, normalised with the model's mean/std (N = 1 in the usual evaluation).
-        mode: ``"whole"`` (one forward per scale and flip) or ``"slide"`` (mmseg ``slide_inference``: windows
+        mode: ``"whole"`` (one forward per scale and flip), ``"slide"`` (mmseg ``slide_inference``: windows
             of ``crop_size`` every ``stride`` pixels, the last snapped to the border; logits of overlapping
-            windows averaged). A side shorter than the crop gets one window of the image's size.
+            windows averaged; a side shorter than the crop gets one window of the image's size) or
+            ``"hierarchical"`` (HRNetV2-OCR's ``forward_multiscale`` over ``scales``, which must include 1.0;
+            official PSA Cityscapes evaluation: (0.5, 1.0, 2.0)).
         scales: image scales (DeepLab / mmseg multiply the image; 1.0 = as given).
         flip: add horizontally flipped predictions.
         crop_size / stride: window size and step (int or (height, width)), ``"slide"`` only; stride defaults
@@ -194,6 +209,8 @@ def predict_probabilities(
     was_training = model.training
     model.eval()
     try:
+        if mode == "hierarchical":
+            return _average_flips(model, image, scales, flips, num_classes)
         probs = None
         for scale in scales:
             scaled = _resize(image, _scaled_size(height, width, scale))
@@ -216,3 +233,16 @@ def predict_probabilities(
     finally:
         model.train(was_training)
     return probs.div_(len(scales) * len(flips))
+
+
+def _average_flips(
+    model: nn.Module, image: torch.Tensor, scales: list[float], flips: tuple[bool, ...], num_classes: int | None
+) -> torch.Tensor:
+    """Softmax of the hierarchical multi-scale logits, averaged over the flips."""
+    probs = None
+    for flipped in flips:
+        x = image.flip(-1) if flipped else image
+        logits = _hierarchical(model, x, scales, num_classes)
+        prob = (logits.flip(-1) if flipped else logits).softmax(dim=1)
+        probs = prob if probs is None else probs.add_(prob)
+    return probs.div_(len(flips))

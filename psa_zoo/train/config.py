@@ -93,7 +93,7 @@ class TrainConfig:
     scale_range: list[float] | None = None  # random scale (min, max)
     backbone_lr_mult: float | None = None  # backbone lr = lr × this (VainF's DeepLabV3+: 0.1)
     aux_weight: float | None = None  # HRNetV2-OCR auxiliary loss weight (0.4)
-    eval_mode: str | None = None  # whole | slide
+    eval_mode: str | None = None  # whole | slide | hierarchical (HRNetV2-OCR forward_multiscale)
     eval_scales: list[float] | None = None
     eval_crop_size: list[int] | None = None  # sliding-window size (height, width)
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # create_model keyword arguments (config file)
@@ -143,7 +143,7 @@ class TrainConfig:
             "freeze_bn": ("auto", "on", "off"),
             "optimizer": ("adam", "adamw", "sgd"),
             "lr_schedule": ("multistep", "poly", "constant"),
-            "eval_mode": (None, "whole", "slide"),
+            "eval_mode": (None, "whole", "slide", "hierarchical"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -296,7 +296,11 @@ def add_seg_arguments(parser: argparse.ArgumentParser) -> None:
     add("--flip-prob", type=float)
     add("--backbone-lr-mult", type=float, help="backbone lr = lr × this (VOC recipe: 0.1)")
     add("--aux-weight", type=float, help="auxiliary loss weight of HRNetV2-OCR (0.4)")
-    add("--eval-mode", choices=("whole", "slide"), help="whole-image or sliding-window evaluation")
+    add(
+        "--eval-mode",
+        choices=("whole", "slide", "hierarchical"),
+        help="whole image, sliding window, or HRNetV2-OCR's learned multi-scale combination (hierarchical)",
+    )
     add("--eval-scales", type=float, nargs="+", help="evaluation scales (with --flip-test: + flip)")
     add("--eval-crop-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), help="sliding-window size")
     add("--flip-test", dest="flip_test", action="store_const", const=True, help="also evaluate flipped")

@@ -11,7 +11,8 @@ all of them:
   sees what the uninterrupted one saw;
 * **the loss of a step** is the sum over the step's micro-batches and processes divided by their total
   count (joints, valid pixels), not a mean of per-micro-batch means: gradients are accumulated from the
-  sums and scaled once by ``world_size / total_count`` (DDP averages over processes);
+  sums divided by one constant shared by all processes, and scaled once by ``world_size · constant /
+  total_count`` (DDP averages over processes);
 * **checkpoints** every ``--checkpointing-steps`` with ``save_state`` written atomically
   (:mod:`psa_zoo.train.checkpoint`), and **exact resume**: model, optimiser, scaler, schedule, RNG states,
   step and epoch come back, the loader restarts at the step, bit for bit on CPU;
@@ -400,7 +401,8 @@ class Trainer:
             )
             with context, accelerator.autocast():
                 loss_sum, count = self.task.loss_sum_and_count(model, batch)
-            unit = unit or max(float(count), 1.0)
+            if unit is None:
+                unit = self._common_unit(accelerator, count)
             accelerator.backward(loss_sum / unit)
             total += torch.stack([loss_sum.detach().double(), count.detach().double()])
         total = accelerator.reduce(total, reduction="sum")
@@ -416,6 +418,17 @@ class Trainer:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return (total[0] / count).item()
+
+    @staticmethod
+    def _common_unit(accelerator, count: torch.Tensor) -> float:
+        """The divisor of every process's backward in this step: the mean over processes of their first
+        micro-batch's count. It must be one number for all processes, since DDP averages the gradients
+        before the step's total count is known; counts differ between processes (ignored pixels, invisible
+        joints)."""
+        count = count.detach().double().reshape(1)
+        if accelerator.num_processes > 1:
+            count = accelerator.reduce(count, reduction="mean")
+        return max(count.item(), 1.0)
 
     def _set_train_mode(self, model: nn.Module) -> None:
         model.train()

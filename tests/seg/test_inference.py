@@ -214,3 +214,28 @@ def test_bad_arguments_are_clear_errors():
         predict_probabilities(model, image, scales=(1.0, 0.0))
     with pytest.raises(ValueError, match=f"predicts {K} classes but num_classes=19"):
         predict_probabilities(model, image, num_classes=19)
+
+
+@torch.no_grad()
+def test_hierarchical_mode_is_the_models_own_scale_combination():
+    ocr = tiny_model("hrnetv2_w48_ocr_psa_s", num_classes=K).eval()
+    torch.manual_seed(0)
+    for conv in (m for m in ocr.modules() if isinstance(m, nn.Conv2d)):
+        nn.init.normal_(conv.weight, std=0.3)  # an untrained model's near-constant logits would hide the mode
+    assert ocr.scale_attn is not None
+    image = torch.randn(1, 3, 64, 96)
+    scales = (0.5, 1.0, 2.0)
+    plain = ocr.forward_multiscale(image, scales)
+    mirrored = ocr.forward_multiscale(image.flip(-1), scales).flip(-1)
+    probs = predict_probabilities(ocr, image, mode="hierarchical", scales=scales)
+    torch.testing.assert_close(probs, plain.softmax(1), rtol=0, atol=1e-6)
+    both = predict_probabilities(ocr, image, mode="hierarchical", scales=scales, flip=True)
+    torch.testing.assert_close(both, (plain.softmax(1) + mirrored.softmax(1)) / 2, rtol=0, atol=1e-6)
+    # it is not the averaged multi-scale test of mode="whole"
+    averaged = predict_probabilities(ocr, image, mode="whole", scales=scales)
+    assert (probs - averaged).abs().max() > 1e-4
+
+
+def test_hierarchical_mode_needs_a_scale_attention_head(deeplab):
+    with pytest.raises(ValueError, match="scale-attention head"):
+        predict_probabilities(deeplab, torch.randn(1, 3, 32, 32), mode="hierarchical", scales=(0.5, 1.0))

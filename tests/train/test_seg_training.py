@@ -184,3 +184,36 @@ def test_eval_seg_under_two_processes_counts_every_image_once(seg_data, tmp_path
         int((np.asarray(Image.open(m)) != 255).sum()) for m in (seg_data / "masks" / "val").iterdir()
     )
     assert stats["two"]["num_pixels"] == labelled  # each image counted exactly once
+
+
+def test_two_processes_train_the_same_steps_as_one(seg_data, tmp_path):
+    from tests.train._pose_run import TORCHRUN_2, run_cli
+
+    # without the ASPP dropout nothing random differs between one and two processes (each process draws
+    # its own dropout masks); BN is frozen below 8 samples per process, so its statistics agree too
+    config = tmp_path / "no_dropout.json"
+    config.write_text(json.dumps({"model": "deeplabv3plus_mbv2_psa", "model_kwargs": {"aspp_dropout": 0.0}}))
+
+    def args(out, batch):
+        return ["train-seg", "--config", str(config), "--data", str(seg_data), "--output-dir", str(out),
+                "--recipe", "embedded_seg", "--crop-size", "64", "64", "--batch-size", str(batch),
+                "--num-workers", "0", "--seed", "2", "--max-train-steps", "4", "--optimizer", "sgd",
+                "--lr", "0.05"]  # fmt: skip
+
+    one = run_cli(args(tmp_path / "one", 4))
+    two = run_cli(args(tmp_path / "two", 2), launcher=TORCHRUN_2)
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert json.loads((tmp_path / "two" / "train_config.json").read_text())["num_processes"] == 2
+    a, b = weights(tmp_path / "one" / "model"), weights(tmp_path / "two" / "model")
+    assert psa_zoo.from_pretrained(tmp_path / "two" / "model").aspp_dropout == 0.0
+    # the loss is the mean over the valid pixels of the whole step on both: equal but for summation order
+    worst = max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].is_floating_point())
+    assert worst < 1e-5, worst
+    from accelerate.utils import set_seed
+
+    set_seed(2)  # the runs seed 2 before building the model: its initial weights
+    start = psa_zoo.create_model("deeplabv3plus_mbv2_psa", aspp_dropout=0.0).state_dict()
+    stem = "backbone.conv_stem.weight"
+    moved = (a[stem].double() - start[stem].double()).abs().max().item()
+    assert 1e-4 < moved < 0.1, moved  # the steps moved the weights: the equality above is not trivial
