@@ -133,13 +133,9 @@ def _write_png(path, array, palette=None):
     image.save(path)
 
 
-def test_train_seg_reads_a_cityscapes_layout_and_maps_label_ids(tmp_path):
-    """A Cityscapes-layout folder (labelIds only, as downloaded) trains without a preprocessing step: the
-    labels the model learns are train ids (road: labelId 7 → trainId 0, car: 26 → 13, unlabelled → 255)."""
-    from psa_zoo.train.seg import detect_layout, load_seg_split
-
+def _cityscapes_layout(root):
+    """labelIds only, as downloaded: road (7), a car (26) and an unlabelled band (0) on random images."""
     rng = np.random.default_rng(0)
-    root = tmp_path / "cityscapes"
     for split in ("train", "val"):
         for i in range(4 if split == "train" else 2):
             stem = f"aachen_000000_00000{i}"
@@ -149,6 +145,15 @@ def test_train_seg_reads_a_cityscapes_layout_and_maps_label_ids(tmp_path):
             ids[20:40, 30:90] = 26  # car
             ids[:5] = 0  # unlabelled
             _write_png(root / "gtFine" / split / "aachen" / f"{stem}_gtFine_labelIds.png", ids)
+    return root
+
+
+def test_train_seg_reads_a_cityscapes_layout_and_maps_label_ids(tmp_path):
+    """A Cityscapes-layout folder (labelIds only, as downloaded) trains without a preprocessing step: the
+    labels the model learns are train ids (road: labelId 7 → trainId 0, car: 26 → 13, unlabelled → 255)."""
+    from psa_zoo.train.seg import detect_layout, load_seg_split
+
+    root = _cityscapes_layout(tmp_path / "cityscapes")
     assert detect_layout(root) == "cityscapes"
     _, mask = load_seg_split(root, "train").read(0)
     assert set(np.unique(mask).tolist()) == {0, 13, 255}
@@ -217,3 +222,39 @@ def test_two_processes_train_the_same_steps_as_one(seg_data, tmp_path):
     stem = "backbone.conv_stem.weight"
     moved = (a[stem].double() - start[stem].double()).abs().max().item()
     assert 1e-4 < moved < 0.1, moved  # the steps moved the weights: the equality above is not trivial
+
+
+def test_the_ocr_recipe_adds_the_auxiliary_loss_and_evaluates_hierarchically(tmp_path):
+    """HRNetV2-OCR on Cityscapes: the step's loss is CE(logits) + 0.4 · CE(aux logits) over the valid
+    pixels (the official OCR criterion), and the hierarchical multi-scale evaluation runs in training."""
+    import torch.nn.functional as F
+
+    from tests.models._tiny import TINY_FAMILIES
+
+    root = _cityscapes_layout(tmp_path / "cityscapes")
+    kwargs = {
+        **TINY_FAMILIES["hrnetv2_w48_ocr_psa_s"],
+        "spec": TINY_FAMILIES["hrnetv2_w48_ocr_psa_s"]["spec"].to_dict(),
+    }
+    config = TrainConfig(task="seg", model="hrnetv2_w48_ocr_psa_s", data=str(root), output_dir=str(tmp_path / "run"),
+                         model_kwargs=kwargs, crop_size=[32, 64], batch_size=2, max_train_steps=2, num_workers=0,
+                         eval_mode="hierarchical", eval_scales=[0.5, 1.0]).resolve()  # fmt: skip
+    assert config.recipe == "cityscapes_ocr" and config.aux_weight == 0.4
+    task = SegTask(config)
+    model = task.build_model().eval()  # no OCR dropout: both passes below see the same network
+    batch = next(iter(torch.utils.data.DataLoader(task.train_dataset(), batch_size=2)))
+    total, count = task.loss_sum_and_count(model, batch)
+    from psa_zoo.data.images import normalize_images
+
+    output = model(normalize_images(batch["image"], model.metadata), return_dict=True)
+    mask = batch["mask"].long()
+    expected = F.cross_entropy(
+        output.logits, mask, ignore_index=255, reduction="sum"
+    ) + 0.4 * F.cross_entropy(output.aux_logits, mask, ignore_index=255, reduction="sum")
+    assert count.item() == int((mask != 255).sum())
+    torch.testing.assert_close(total, expected, rtol=1e-5, atol=1e-4)
+
+    result = Trainer(SegTask(config), config).fit()
+    assert 0.0 <= result["metrics"]["mIoU"] <= 1.0
+    reloaded = psa_zoo.from_pretrained(result["model_dir"])
+    assert reloaded.scale_attn is not None and reloaded.num_classes == 19
