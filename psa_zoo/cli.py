@@ -19,11 +19,16 @@ from typing import NoReturn
 
 from . import __version__
 from .cli_tasks import add_task_commands
+from .cli_zoo import add_zoo_commands
 
 EXIT_ERROR = 2
 
 _EPILOG = """\
 examples:
+  psa-zoo demo
+  psa-zoo list 'hrnet*'
+  psa-zoo info hrnet_w48_psa_p
+  psa-zoo predict psa_zoo_demo/run/model --image person.jpg --out predictions/ --attn-maps
   psa-zoo bench-attn --quick
   psa-zoo make-data --task pose --out embedded_pose/
   psa-zoo train-pose --model hrnet_w18_psa_p --data embedded_pose/ --output-dir runs/w18 --recipe embedded \
@@ -39,6 +44,10 @@ run 'psa-zoo <command> --help' for the options of a command.
 """
 _BENCH_ATTN_EPILOG = """\
 examples:
+  psa-zoo demo
+  psa-zoo list 'hrnet*'
+  psa-zoo info hrnet_w48_psa_p
+  psa-zoo predict psa_zoo_demo/run/model --image person.jpg --out predictions/ --attn-maps
   psa-zoo bench-attn --quick
   psa-zoo bench-attn --blocks psa_p psa_s se --shape 2 256 64 64 --sections blocks --json blocks.json
   psa-zoo bench-attn --sections scaling --sizes 32 64 128 --plot scaling.png --csv scaling.csv
@@ -413,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
+    add_zoo_commands(subparsers, positive_int)
     _add_bench_attn(subparsers)
     _add_bench_models(subparsers)
     _add_bench_train(subparsers)

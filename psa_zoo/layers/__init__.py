@@ -7,9 +7,13 @@ Every block takes ``channels`` first, so a class or ``functools.partial`` also f
 Inputs are ``[N, C, H, W]`` with H, W ≥ 1 (an empty batch, N = 0, gives an empty output); anything else
 raises one ``ValueError`` wording for all blocks. The checks stand aside under ``torch.fx`` symbolic
 tracing and keep running under ``torch.compile`` / ``torch.export``.
+
+``record_attention(model)`` records the gates of a model's PSA, SE and CBAM blocks for an input, without
+changing the output (``attention_maps.py``).
 """
 
 from ._registry import attn_factory, create_attn, get_attn, list_attn, register_attn
+from .attention_maps import AttentionMaps, AttentionRecord, list_attention_blocks, record_attention
 from .cbam import Cbam
 from .dual_attention import ChannelAttention, DualAttention, PositionAttention
 from .efficient_attention import EfficientAttention
@@ -33,6 +37,8 @@ register_attn("da", DualAttention)
 register_attn("ea", EfficientAttention)
 
 __all__ = [
+    "AttentionMaps",
+    "AttentionRecord",
     "Cbam",
     "ChannelAttention",
     "DualAttention",
@@ -49,6 +55,8 @@ __all__ = [
     "attn_factory",
     "create_attn",
     "get_attn",
+    "list_attention_blocks",
     "list_attn",
+    "record_attention",
     "register_attn",
 ]

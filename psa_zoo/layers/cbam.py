@@ -17,6 +17,7 @@ Key map to the official module: ``ChannelGate.mlp.{1,3}`` → ``channel_gate.mlp
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -25,6 +26,10 @@ from ._helpers import check_input, check_positive_int
 
 
 class _ChannelGate(nn.Module):
+    # Set only while ``attention_maps.record_attention`` records the Cbam block: called with
+    # ``channel_gate=`` [N, C, 1, 1]. Otherwise None (one attribute test per forward).
+    _gate_hook: Callable[..., None] | None = None
+
     def __init__(self, channels: int, reduction: int, dd: dict):
         super().__init__()
         hidden = max(1, channels // reduction)
@@ -38,10 +43,16 @@ class _ChannelGate(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [N, C, H, W] → x ⊙ σ(mlp(avg) + mlp(max))."""
         logits = self.mlp(x.mean((2, 3))) + self.mlp(x.amax((2, 3)))
-        return x * torch.sigmoid(logits)[:, :, None, None].to(x.dtype)
+        gate = torch.sigmoid(logits)[:, :, None, None].to(x.dtype)
+        if self._gate_hook is not None:
+            self._gate_hook(channel_gate=gate)
+        return x * gate
 
 
 class _SpatialGate(nn.Module):
+    # As ``_ChannelGate._gate_hook``, called with ``spatial_gate=`` [N, 1, H, W].
+    _gate_hook: Callable[..., None] | None = None
+
     def __init__(self, kernel_size: int, dd: dict):
         super().__init__()
         conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False, **dd)
@@ -51,7 +62,10 @@ class _SpatialGate(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [N, C, H, W] → x ⊙ σ(bn(conv([max_c x, mean_c x])))."""
         pooled = torch.cat([x.amax(1, keepdim=True), x.mean(1, keepdim=True)], dim=1)
-        return x * torch.sigmoid(self.spatial(pooled)).to(x.dtype)
+        gate = torch.sigmoid(self.spatial(pooled)).to(x.dtype)
+        if self._gate_hook is not None:
+            self._gate_hook(spatial_gate=gate)
+        return x * gate
 
 
 class Cbam(nn.Module):

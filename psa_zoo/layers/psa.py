@@ -23,6 +23,8 @@ straightforward form (the released code line by line) for checking and benchmark
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -45,6 +47,9 @@ class _PsaOfficialBase(nn.Module):
     """The layers PSA_p and PSA_s share; ``conv_up`` is set by the subclass."""
 
     conv_up: nn.Module
+    # Set on an instance only while ``attention_maps.record_attention`` records it; called with the gates
+    # the forward applies ([N, C, 1, 1], [N, 1, H, W]). Otherwise None: one attribute test per forward.
+    _gate_hook: Callable[..., None] | None = None
 
     def __init__(self, channels: int, init: str, impl: str, device=None, dtype=None):
         super().__init__()
@@ -135,8 +140,11 @@ class PsaP(_PsaOfficialBase):
         spatial_gate = torch.sigmoid(logits[:, 1:].softmax(dim=2))  # softmax after the product, as released
         # Channel branch: W_vr · (X · queryᵀ).
         pooled = torch.bmm(query.to(flat.dtype), flat.transpose(1, 2)).squeeze(1)  # [N, C]
-        channel_gate = self._channel_gate(F.linear(pooled, w_vr))
-        return apply_parallel_gates(x, channel_gate.view(n, c, 1, 1), spatial_gate.view(n, 1, h, w))
+        channel_gate = self._channel_gate(F.linear(pooled, w_vr)).view(n, c, 1, 1)
+        spatial_gate = spatial_gate.view(n, 1, h, w)
+        if self._gate_hook is not None:
+            self._gate_hook(channel_gate, spatial_gate)
+        return apply_parallel_gates(x, channel_gate, spatial_gate)
 
     def _spatial_gate_reference(self, x: torch.Tensor) -> torch.Tensor:
         """Released PSA_p ``channel_pool`` without the final product: the spatial gate [N, 1, H, W]."""
@@ -147,7 +155,10 @@ class PsaP(_PsaOfficialBase):
         return torch.sigmoid(context)
 
     def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self._spatial_gate_reference(x) + x * self._channel_gate_reference(x)
+        spatial_gate, channel_gate = self._spatial_gate_reference(x), self._channel_gate_reference(x)
+        if self._gate_hook is not None:
+            self._gate_hook(channel_gate, spatial_gate)
+        return x * spatial_gate + x * channel_gate
 
 
 class PsaS(_PsaOfficialBase):
@@ -190,7 +201,10 @@ class PsaS(_PsaOfficialBase):
         scaled_value_weight = (w_vl * channel_gate.unsqueeze(1)).to(flat.dtype)  # [N, C/2, C]
         value = torch.bmm(scaled_value_weight, flat).softmax(dim=2)  # [N, C/2, HW], softmax per channel
         spatial_gate = torch.sigmoid(torch.bmm(query_sp.unsqueeze(1).to(value.dtype), value))  # [N, 1, HW]
-        return apply_sequential_gates(x, channel_gate.view(n, c, 1, 1), spatial_gate.view(n, 1, h, w))
+        channel_gate, spatial_gate = channel_gate.view(n, c, 1, 1), spatial_gate.view(n, 1, h, w)
+        if self._gate_hook is not None:
+            self._gate_hook(channel_gate, spatial_gate)  # the spatial gate is of y = x ⊙ channel_gate
+        return apply_sequential_gates(x, channel_gate, spatial_gate)
 
     def _spatial_gate_reference(self, y: torch.Tensor) -> torch.Tensor:
         """Released PSA_s ``channel_pool`` without the final product: the spatial gate [N, 1, H, W]."""
@@ -200,5 +214,9 @@ class PsaS(_PsaOfficialBase):
         return torch.sigmoid(torch.matmul(query, value).view(n, 1, h, w))
 
     def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
-        y = x * self._channel_gate_reference(x)
-        return y * self._spatial_gate_reference(y)
+        channel_gate = self._channel_gate_reference(x)
+        y = x * channel_gate
+        spatial_gate = self._spatial_gate_reference(y)
+        if self._gate_hook is not None:
+            self._gate_hook(channel_gate, spatial_gate)
+        return y * spatial_gate

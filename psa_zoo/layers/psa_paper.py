@@ -17,6 +17,8 @@ straightforward form.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,6 +41,8 @@ class _PsaPaperBase(nn.Module):
     """Shared layers of the paper-equation PSA; ``sequential`` picks the layout."""
 
     sequential: bool
+    # Set only while ``attention_maps.record_attention`` records this block (see ``psa.py``).
+    _gate_hook: Callable[..., None] | None = None
 
     def __init__(
         self,
@@ -106,8 +110,11 @@ class _PsaPaperBase(nn.Module):
         if self.sp_wv.bias is not None:
             logits = logits + (g @ self.sp_wv.bias).view(n, 1, 1)
         spatial_gate = torch.sigmoid(logits).view(n, 1, h, w)
+        channel_gate = channel_gate.view(n, c, 1, 1)
+        if self._gate_hook is not None:
+            self._gate_hook(channel_gate, spatial_gate)
         apply = apply_sequential_gates if self.sequential else apply_parallel_gates
-        return apply(x, channel_gate.view(n, c, 1, 1), spatial_gate)
+        return apply(x, channel_gate, spatial_gate)
 
     def _channel_gate_reference(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -124,10 +131,14 @@ class _PsaPaperBase(nn.Module):
         return torch.sigmoid(torch.matmul(query, value)).view(n, 1, h, w)
 
     def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
+        channel_gate = self._channel_gate_reference(x)
+        y = x * channel_gate if self.sequential else x  # what the spatial branch sees
+        spatial_gate = self._spatial_gate_reference(y)
+        if self._gate_hook is not None:
+            self._gate_hook(channel_gate, spatial_gate)
         if self.sequential:
-            y = x * self._channel_gate_reference(x)
-            return y * self._spatial_gate_reference(y)
-        return x * self._channel_gate_reference(x) + x * self._spatial_gate_reference(x)
+            return y * spatial_gate
+        return x * channel_gate + x * spatial_gate
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, impl={self.impl!r}"

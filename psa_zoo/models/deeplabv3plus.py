@@ -227,7 +227,10 @@ class DeepLabV3Plus(PsaModel):
         )
         info = self.backbone.feature_info
         self.decoder = DeepLabV3PlusDecoder(
-            info[LOW_LEVEL_INDEX]["num_chs"], info[HIGH_LEVEL_INDEX]["num_chs"], ASPP_RATES[output_stride], self.aspp_dropout
+            info[LOW_LEVEL_INDEX]["num_chs"],
+            info[HIGH_LEVEL_INDEX]["num_chs"],
+            ASPP_RATES[output_stride],
+            self.aspp_dropout,
         )
         self.num_features = self.decoder.out_channels
         self.head_drop = nn.Dropout(self.drop_rate) if self.drop_rate else nn.Identity()

@@ -219,6 +219,19 @@ def _hrnet_pose(name: str, width: str, pretrained: bool, kwargs: dict, attn=None
     return build_model(name, HRNetPose, pretrained, kwargs, spec=width, num_classes=17, attn=attn)
 
 
+@register_model(_pose_cfg("hrnet_w18_small", "hrnet_w18_small.ms_in1k"))
+def hrnet_w18_small(pretrained: bool = False, **kwargs) -> nn.Module:
+    """HRNet-W18-Small (v1) pose model: widths 16/32/64/128, two blocks per branch, one module per stage.
+    Small enough to fine-tune on a CPU (``psa-zoo demo``)."""
+    return _hrnet_pose("hrnet_w18_small", "w18_small", pretrained, kwargs)
+
+
+@register_model(_pose_cfg("hrnet_w18_small_psa_p", "hrnet_w18_small.ms_in1k"))
+def hrnet_w18_small_psa_p(pretrained: bool = False, **kwargs) -> nn.Module:
+    """HRNet-W18-Small (v1) pose model with PSA_p in every BasicBlock of stages 2–4 (18 blocks)."""
+    return _hrnet_pose("hrnet_w18_small_psa_p", "w18_small", pretrained, kwargs, attn="psa_p")
+
+
 @register_model(_pose_cfg("hrnet_w18", "hrnet_w18.ms_in1k"))
 def hrnet_w18(pretrained: bool = False, **kwargs) -> nn.Module:
     """HRNet-W18 pose model (heatmaps from the highest-resolution branch). Only in psa_zoo's registry:

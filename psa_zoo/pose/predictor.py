@@ -134,7 +134,21 @@ class PoseEstimator:
             keypoints[chunk], scores[chunk] = self._predict_boxes(pixels, boxes[chunk])
         return PosePrediction(keypoints, scores, boxes, scores_in, self.metadata.keypoints)
 
-    def _predict_boxes(self, pixels: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def input_crops(self, image: Any, boxes: Any = None) -> tuple[np.ndarray, torch.Tensor]:
+        """The crops the model sees for ``boxes`` (as :meth:`predict`): [P, h, w, 3] uint8 RGB for display,
+        and the normalised model input [P, 3, h, w] (e.g. for attention maps over the crops)."""
+        pixels = read_image(image, self.metadata.channel_order)
+        boxes = _as_boxes(boxes, pixels.shape)
+        if len(boxes) == 0:
+            return np.zeros((0, self.height, self.width, 3), np.uint8), torch.zeros(
+                0, 3, self.height, self.width
+            )
+        crops, _, _ = self._crops(pixels, boxes)
+        inputs = self._inputs(crops)
+        rgb = crops if self.metadata.channel_order == "RGB" else crops[..., ::-1]
+        return np.ascontiguousarray(rgb), inputs
+
+    def _crops(self, pixels: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, list, list]:
         size = (self.width, self.height)
         centers, scales, crops = [], [], []
         for box in boxes:
@@ -142,9 +156,17 @@ class PoseEstimator:
             crops.append(warp_image(pixels, crop_matrix(center, scale, 0.0, size, udp=self.udp), size))
             centers.append(center)
             scales.append(scale)
+        return np.stack(crops), centers, scales
+
+    def _inputs(self, crops: np.ndarray) -> torch.Tensor:
         param = next(self.model.parameters())
-        batch = torch.from_numpy(np.stack(crops).transpose(0, 3, 1, 2).copy()).to(param.device)
-        inputs = normalize_images(batch, self.metadata, param.dtype)
+        batch = torch.from_numpy(crops.transpose(0, 3, 1, 2).copy()).to(param.device)
+        return normalize_images(batch, self.metadata, param.dtype)
+
+    def _predict_boxes(self, pixels: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        size = (self.width, self.height)
+        crops, centers, scales = self._crops(pixels, boxes)
+        inputs = self._inputs(crops)
         flip = self.metadata.keypoints.flip_permutation() if self.flip_test else None
         heatmaps = predict_heatmaps(self.model, inputs, self.codec, flip)
         crop_kpts, scores = self.codec.decode(heatmaps)

@@ -98,12 +98,14 @@ def _forward(model, x: torch.Tensor, num_classes: int | None) -> torch.Tensor:
     return _resize(logits.float(), tuple(x.shape[-2:]))
 
 
-def _hierarchical(model: nn.Module, x: torch.Tensor, scales: list[float], num_classes: int | None) -> torch.Tensor:
+def _hierarchical(
+    model: nn.Module, x: torch.Tensor, scales: list[float], num_classes: int | None
+) -> torch.Tensor:
     """Float32 logits of the model's own multi-scale combination (``forward_multiscale``)."""
     if getattr(model, "scale_attn", None) is None or not hasattr(model, "forward_multiscale"):
         raise ValueError(
             f'mode="hierarchical" needs a model with a scale-attention head (HRNetV2-OCR, e.g. '
-            f"hrnetv2_w48_ocr_psa_p), got {type(model).__name__} without one; use mode=\"whole\" with scales "
+            f'hrnetv2_w48_ocr_psa_p), got {type(model).__name__} without one; use mode="whole" with scales '
             "for the averaged multi-scale test"
         )
     return _forward(lambda inputs: model.forward_multiscale(inputs, scales), x, num_classes)
@@ -236,7 +238,11 @@ def predict_probabilities(
 
 
 def _average_flips(
-    model: nn.Module, image: torch.Tensor, scales: list[float], flips: tuple[bool, ...], num_classes: int | None
+    model: nn.Module,
+    image: torch.Tensor,
+    scales: list[float],
+    flips: tuple[bool, ...],
+    num_classes: int | None,
 ) -> torch.Tensor:
     """Softmax of the hierarchical multi-scale logits, averaged over the flips."""
     probs = None

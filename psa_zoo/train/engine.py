@@ -195,6 +195,15 @@ class Trainer:
 
     def __init__(self, task: TrainTask, config: TrainConfig) -> None:
         self.task, self.config = task, config
+        self._model: nn.Module | None = None
+
+    @property
+    def model(self) -> nn.Module:
+        """The model of the last :meth:`fit` as it ended (not wrapped by DDP), e.g. to compare with the
+        saved folder."""
+        if self._model is None:
+            raise RuntimeError("Trainer.model is set by fit(); call fit() first")
+        return self._model
 
     # --- set-up --------------------------------------------------------------------------------------
     def _accelerator(self):

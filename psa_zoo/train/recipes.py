@@ -23,7 +23,7 @@ lr linearly (Goyal et al., 2017) unless ``--lr`` is given.
 
 from __future__ import annotations
 
-__all__ = ["RECIPES", "default_recipe"]
+__all__ = ["RECIPES", "default_recipe", "recipe_table"]
 
 _POSE_COMMON = {
     "task": "pose",
@@ -106,3 +106,35 @@ def default_recipe(task: str, model_name: str) -> str:
     if task == "seg":
         return "cityscapes_ocr" if model_name.startswith("hrnetv2") else "voc"
     raise ValueError(f"no default recipe for task {task!r}")
+
+
+_TABLE_FIELDS = (
+    ("optimizer", "optimizer"), ("lr", "lr"), ("weight_decay", "weight decay"),
+    ("reference_batch", "total batch"), ("batch_size", "per process"), ("epochs", "epochs"),
+    ("max_train_steps", "steps"),
+    ("lr_schedule", "schedule"), ("lr_milestones", "milestones (epochs)"), ("codec", "codec"),
+    ("sigma", "σ"), ("rotation_factor", "rotation °"), ("scale_factor", "scale ±"),
+    ("half_body_prob", "half-body"), ("flip_prob", "flip"), ("flip_test", "flip test"),
+    ("crop_size", "crop (H, W)"), ("scale_range", "scale range"), ("backbone_lr_mult", "backbone lr ×"),
+    ("aux_weight", "aux weight"),
+)  # fmt: skip
+
+
+def recipe_table(task: str) -> str:
+    """A markdown table of the recipes of ``task`` ("pose" or "seg"), one column per recipe, one row per
+    setting (docs/training.md embeds it; a test keeps it current)."""
+    names = [n for n, r in RECIPES.items() if r["task"] == task]
+    rows = [(label, [RECIPES[n].get(key) for n in names]) for key, label in _TABLE_FIELDS]
+    rows = [(label, values) for label, values in rows if any(v not in (None, []) for v in values)]
+    lines = ["| setting | " + " | ".join(f"`{n}`" for n in names) + " |", "|---|" + "---|" * len(names)]
+    for label, values in rows:
+        lines.append(f"| {label} | " + " | ".join("–" if v is None else _cell(v) for v in values) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(_cell(v) for v in value) or "–"
+    return f"{value:g}" if isinstance(value, float) else str(value)

@@ -58,10 +58,11 @@ def test_spec_dict_round_trip_and_validation():
         HRNetSpec.from_dict(bad)
 
 
-def test_trunk_keys_and_shapes_equal_timm_hrnet_w18():
+@pytest.mark.parametrize("name", ["hrnet_w18", "hrnet_w18_small"])
+def test_trunk_keys_and_shapes_equal_timm(name):
     with torch.device("meta"):
-        theirs = timm.create_model("hrnet_w18", pretrained=False).state_dict()
-        ours = HRNet("w18").state_dict()
+        theirs = timm.create_model(name, pretrained=False).state_dict()
+        ours = HRNet(name.removeprefix("hrnet_")).state_dict()
     trunk = filter_timm_state_dict(theirs)
     assert set(theirs) - set(trunk), "the timm head keys should have been dropped"
     head = {"incre_modules", "downsamp_modules", "final_layer", "classifier"}

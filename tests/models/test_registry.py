@@ -17,6 +17,8 @@ PAPER_NAMES = {
 }  # fmt: skip
 # Official baseline releases registered beside the paper's names (their own architecture variant).
 RELEASE_NAMES = {"hrnetv2_w48_ocr_plain"}
+# Small members for CPU fine-tuning (psa-zoo demo): HRNet-W18-Small v1, as timm's hrnet_w18_small.
+SMALL_NAMES = {"hrnet_w18_small", "hrnet_w18_small_psa_p"}
 
 # Official parameter counts (fixture READMEs in ../shared, computed from the official code) and the
 # PSA additions (2C² + C per PSA_p block, 1.6875C² + 2.375C per PSA_s block).
@@ -44,9 +46,9 @@ def _params(model: torch.nn.Module) -> int:
 
 
 def test_every_paper_model_is_registered():
-    assert set(psa_zoo.list_models()) == PAPER_NAMES | RELEASE_NAMES
+    assert set(psa_zoo.list_models()) == PAPER_NAMES | RELEASE_NAMES | SMALL_NAMES
     assert psa_zoo.list_models("hrnet_w48*") == ["hrnet_w48", "hrnet_w48_psa_p", "hrnet_w48_psa_s"]
-    assert psa_zoo.list_models("*_psa*") == sorted(n for n in PAPER_NAMES if "_psa" in n)
+    assert psa_zoo.list_models("*_psa*") == sorted(n for n in PAPER_NAMES | SMALL_NAMES if "_psa" in n)
     assert psa_zoo.list_models("nothing*") == []
 
 
@@ -57,7 +59,27 @@ def test_parameter_counts_equal_the_official_models(name):
     assert _params(model) == EXACT_PARAMS[name]
 
 
-@pytest.mark.parametrize("name", sorted(PAPER_NAMES))
+def test_hrnet_w18_small_is_timms_trunk_with_a_pose_head_and_18_psa_blocks():
+    """timm's hrnet_w18_small trunk (its head dropped) + a 1×1 head 16 → 17 + PSA_p (2C² + C each) in the
+    2 BasicBlocks of every branch of stages 2–4 (branch widths 16, 32, 64, 128)."""
+    from psa_zoo.models.backbones import filter_timm_state_dict
+
+    with torch.device("meta"):
+        trunk = filter_timm_state_dict(timm.create_model("hrnet_w18_small", pretrained=False).state_dict())
+        plain, psa = psa_zoo.create_model("hrnet_w18_small"), psa_zoo.create_model("hrnet_w18_small_psa_p")
+    head = 16 * 17 + 17
+    # the pose trunk's last module fuses into the stride-4 branch only (HRNet pose: multiscale_output=False)
+    dropped = tuple(f"stage4.0.fuse_layers.{i}." for i in (1, 2, 3))
+    buffers = ("running_mean", "running_var", "num_batches_tracked")
+    trunk_params = sum(
+        v.numel() for k, v in trunk.items() if not k.endswith(buffers) and not k.startswith(dropped)
+    )
+    assert _params(plain) == trunk_params + head
+    widths = [16, 32] * 2 + [16, 32, 64] * 2 + [16, 32, 64, 128] * 2
+    assert _params(psa) == _params(plain) + sum(2 * c * c + c for c in widths)
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_NAMES | SMALL_NAMES))
 def test_every_name_builds_on_meta_with_attention_where_named(name):
     model = psa_zoo.create_model(name, device="meta")
     attention = [k for k, _ in model.named_parameters() if is_attention_key(k)]
@@ -108,10 +130,11 @@ def test_pretrained_without_weights_is_a_clear_error():
 
 
 def test_models_are_registered_in_timm_without_shadowing_timm_models():
-    for name in ("hrnet_w18", "hrnet_w32", "hrnet_w48"):  # timm's ImageNet classifiers keep their names
+    timm_names = {"hrnet_w18", "hrnet_w32", "hrnet_w48", "hrnet_w18_small"}
+    for name in timm_names:  # timm's ImageNet classifiers keep their names
         assert not psa_zoo.registered_in_timm(name)
         assert type(timm.create_model(name, pretrained=False, num_classes=3)).__name__ == "HighResolutionNet"
-    for name in PAPER_NAMES - {"hrnet_w18", "hrnet_w32", "hrnet_w48"}:
+    for name in (PAPER_NAMES | SMALL_NAMES) - timm_names:
         assert psa_zoo.registered_in_timm(name)
         assert timm.is_model(name)
     model = timm.create_model("hrnet_w18_psa_p", pretrained=False, num_classes=4, attn="se")

@@ -236,9 +236,10 @@ def test_the_ocr_recipe_adds_the_auxiliary_loss_and_evaluates_hierarchically(tmp
         **TINY_FAMILIES["hrnetv2_w48_ocr_psa_s"],
         "spec": TINY_FAMILIES["hrnetv2_w48_ocr_psa_s"]["spec"].to_dict(),
     }
-    config = TrainConfig(task="seg", model="hrnetv2_w48_ocr_psa_s", data=str(root), output_dir=str(tmp_path / "run"),
-                         model_kwargs=kwargs, crop_size=[32, 64], batch_size=2, max_train_steps=2, num_workers=0,
-                         eval_mode="hierarchical", eval_scales=[0.5, 1.0]).resolve()  # fmt: skip
+    config = TrainConfig(task="seg", model="hrnetv2_w48_ocr_psa_s", data=str(root),
+                         output_dir=str(tmp_path / "run"), model_kwargs=kwargs, crop_size=[32, 64],
+                         batch_size=2, max_train_steps=2, num_workers=0, eval_mode="hierarchical",
+                         eval_scales=[0.5, 1.0]).resolve()  # fmt: skip
     assert config.recipe == "cityscapes_ocr" and config.aux_weight == 0.4
     task = SegTask(config)
     model = task.build_model().eval()  # no OCR dropout: both passes below see the same network

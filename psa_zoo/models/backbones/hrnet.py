@@ -180,7 +180,12 @@ def hrnet_spec(
 
 
 # Released sizes (HRNet-W18/W32/W48, official configs; timm hrnet_w18/w32/w48 have the same trunk).
+# "w18_small" is HRNet-W18-Small v1 of the HRNet ImageNet release (timm ``hrnet_w18_small``): one
+# Bottleneck of width 32 in stage 1, two BasicBlocks per branch and one module in stages 2–4.
 HRNET_PRESETS: dict[str, HRNetSpec] = {
+    "w18_small": hrnet_spec(
+        (16, 32, 64, 128), num_blocks=2, num_modules=(1, 1, 1), stage1_blocks=1, stage1_width=32
+    ),
     "w18": hrnet_spec((18, 36, 72, 144)),
     "w32": hrnet_spec((32, 64, 128, 256)),
     "w48": hrnet_spec((48, 96, 192, 384)),
