@@ -176,7 +176,10 @@ def _add_predict(subparsers) -> None:
     p.add_argument("--flip-test", action="store_true", help="also predict the mirrored image and average")
     p.add_argument("--attn-maps", action="store_true", help="also draw the spatial gates of attention blocks")
     p.add_argument(
-        "--attn-blocks", nargs="+", metavar="PATTERN", help="which blocks (fnmatch on module names)"
+        "--attn-blocks",
+        nargs="+",
+        metavar="PATTERN",
+        help="which blocks, fnmatch on module names, e.g. '*stage4*' (default: up to 16 spread over all)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace result files that exist")
     p.set_defaults(func=_run_predict)

@@ -16,6 +16,7 @@ from torch import nn
 from ..metadata import ClassSet, KeypointSet
 from ._pretrained import PretrainedCfg
 from ._registry import get_pretrained_cfg
+from .backbones._common import take_indices
 
 _DOWNLOAD_KWARGS = ("cache_dir", "local_files_only", "force_download")
 
@@ -110,6 +111,27 @@ def _check_drop_path(kwargs: dict, name: str) -> None:
         )
 
 
+def _feature_net(model: nn.Module, name: str, out_indices: Any, feature_cls: Any) -> nn.Module:
+    """timm's ``features_only=True``: the model's trunk (HRNet pose: the model itself; the other families:
+    their ``backbone``, without the decoder or head) behind timm's ``FeatureGetterNet``, which returns the
+    ``forward_intermediates`` maps of ``out_indices`` (default: every ``feature_info`` level) and carries
+    the selected ``feature_info``."""
+    from timm.models._features import FeatureGetterNet
+
+    if feature_cls not in (None, "getter"):
+        raise ValueError(
+            f"{name}: feature_cls={feature_cls!r} is not supported; psa_zoo models give their features "
+            "through forward_intermediates: leave feature_cls unset (or 'getter')"
+        )
+    trunk = getattr(model, "backbone", None) or model
+    levels = len(trunk.feature_info)
+    indices = tuple(range(levels)) if out_indices is None else out_indices
+    take_indices(levels, indices)  # out-of-range indices: a clear ValueError now, not at the first forward
+    net = FeatureGetterNet(trunk, out_indices=indices, prune=False)
+    net.pretrained_cfg, net.psa_cfg = getattr(model, "pretrained_cfg", None), getattr(model, "psa_cfg", None)
+    return net
+
+
 def build_model(
     name: str, model_cls: Callable[..., nn.Module], pretrained: bool, kwargs: dict, **arch_kwargs
 ) -> nn.Module:
@@ -119,7 +141,8 @@ def build_model(
     so too), ``pretrained_cfg_overlay`` (see :func:`_apply_overlay`), ``pretrained_backbone`` (timm's
     ImageNet weights in the backbone), ``labels`` (a ``KeypointSet`` / ``ClassSet``) or ``label_names``
     (``num_classes`` follows from them when not given), ``cache_dir``, ``local_files_only``,
-    ``force_download``, ``device``, ``dtype``. ``attn="none"`` means ``attn=None`` (``timm.create_model``
+    ``force_download``, ``device``, ``dtype``, and timm's ``features_only`` / ``out_indices`` /
+    ``feature_cls`` (:func:`_feature_net`). ``attn="none"`` means ``attn=None`` (``timm.create_model``
     drops None-valued kwargs). Of timm's keywords, ``drop_rate`` is a model argument; ``drop_path_rate``
     is accepted when 0.
     """
@@ -133,6 +156,8 @@ def build_model(
     device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
     pretrained_backbone = kwargs.pop("pretrained_backbone", False)
     _check_drop_path(kwargs, name)
+    features_only = kwargs.pop("features_only", False)
+    out_indices, feature_cls = kwargs.pop("out_indices", None), kwargs.pop("feature_cls", None)
     labels = _labels_from_kwargs(kwargs)
     explicit_classes = "num_classes" in kwargs
     if labels is not None and not explicit_classes:
@@ -158,6 +183,8 @@ def build_model(
         from ._loading import load_backbone_from_timm
 
         load_backbone_from_timm(model, cfg, cache_dir=download.get("cache_dir"))
+    if features_only:
+        return _feature_net(model, name, out_indices, feature_cls)
     return model
 
 
