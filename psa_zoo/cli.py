@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
+from .cli_export import add_export_command
 from .cli_tasks import add_task_commands
 from .cli_zoo import add_zoo_commands
 
@@ -29,6 +30,7 @@ examples:
   psa-zoo list 'hrnet*'
   psa-zoo info hrnet_w48_psa_p
   psa-zoo predict psa_zoo_demo/run/model --image person.jpg --out predictions/ --attn-maps
+  psa-zoo export psa_zoo_demo/run/model --format onnx --decode --out w18_small.onnx
   psa-zoo bench-attn --quick
   psa-zoo make-data --task pose --out embedded_pose/
   psa-zoo train-pose --model hrnet_w18_psa_p --data embedded_pose/ --output-dir runs/w18 --recipe embedded \
@@ -48,6 +50,7 @@ examples:
   psa-zoo list 'hrnet*'
   psa-zoo info hrnet_w48_psa_p
   psa-zoo predict psa_zoo_demo/run/model --image person.jpg --out predictions/ --attn-maps
+  psa-zoo export psa_zoo_demo/run/model --format onnx --decode --out w18_small.onnx
   psa-zoo bench-attn --quick
   psa-zoo bench-attn --blocks psa_p psa_s se --shape 2 256 64 64 --sections blocks --json blocks.json
   psa-zoo bench-attn --sections scaling --sizes 32 64 128 --plot scaling.png --csv scaling.csv
@@ -428,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench_train(subparsers)
     _add_convert(subparsers)
     add_task_commands(subparsers, positive_int)
+    add_export_command(subparsers, positive_int)
     return parser
 
 

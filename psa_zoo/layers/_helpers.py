@@ -175,6 +175,8 @@ def apply_parallel_gates(
     the gate sum is formed in the output buffer and multiplied in place (the fewest passes over memory).
     """
     x, channel_gate, spatial_gate = _gate_args(x, channel_gate, spatial_gate)
+    if torch.compiler.is_compiling():  # torch.compile / torch.export: plain ops, the compiler fuses them
+        return x * (channel_gate + spatial_gate)
     if _needs_graph(x, channel_gate, spatial_gate):
         return _ParallelGates.apply(x, channel_gate, spatial_gate)
     out = torch.empty_like(x)
@@ -188,6 +190,8 @@ def apply_sequential_gates(
     """``(x ⊙ channel_gate) ⊙ spatial_gate`` with the shapes, buffer use and backward of
     :func:`apply_parallel_gates`."""
     x, channel_gate, spatial_gate = _gate_args(x, channel_gate, spatial_gate)
+    if torch.compiler.is_compiling():
+        return x * (channel_gate * spatial_gate)
     if _needs_graph(x, channel_gate, spatial_gate):
         return _SequentialGates.apply(x, channel_gate, spatial_gate)
     out = torch.empty_like(x)
