@@ -126,14 +126,17 @@ def predict_files(
     flip: bool = False,
     attn_maps: bool = False,
     attn_blocks: Sequence[str] | None = None,
+    memory_format: str = "auto",
+    compile: bool = False,
 ) -> Iterator[str]:
     """Predict each image with ``model`` (its task decides how) into ``out_dir``; yields one line per
     image saying what was found and written. ``boxes``: pose boxes by image file name (missing = the
-    whole image)."""
+    whole image); ``memory_format`` / ``compile``: as the predictors take them."""
+    runtime = {"memory_format": memory_format, "compile": compile}
     if model.task == "pose":
         from .pose import PoseEstimator
 
-        estimator = PoseEstimator(model, flip_test=flip)
+        estimator = PoseEstimator(model, flip_test=flip, **runtime)
         for image in images:
             files = predict_pose_image(estimator, image, (boxes or {}).get(image.name), out_dir,
                                        attn_maps=attn_maps, attn_blocks=attn_blocks)  # fmt: skip
@@ -142,7 +145,7 @@ def predict_files(
         return
     from .seg import Segmenter
 
-    segmenter = Segmenter(model, flip=flip)
+    segmenter = Segmenter(model, flip=flip, **runtime)
     for image in images:
         files = predict_seg_image(segmenter, image, out_dir, attn_maps=attn_maps, attn_blocks=attn_blocks)
         present = json.loads(files[0].read_text())["pixel_share"]

@@ -32,12 +32,18 @@ def predict_heatmaps(
     model: nn.Module, inputs: torch.Tensor, codec: HeatmapCodec, flip_permutation: list[int] | None
 ) -> np.ndarray:
     """Heatmaps [N, K, h, w] (float32 numpy) of normalised crops ``inputs`` [N, C, H, W]; with a
-    ``flip_permutation`` the flipped crops' heatmaps are flipped back and averaged (the flip test)."""
-    heatmaps = model(inputs).float()
+    ``flip_permutation`` the flipped crops' heatmaps are flipped back and averaged (the flip test).
+    The arrays are C-contiguous whatever the memory format the model ran in (the decoders index them)."""
+    heatmaps = _as_array(model(inputs))
     if flip_permutation is not None:
-        flipped = model(inputs.flip(-1)).float()
-        return average_flip(heatmaps.cpu().numpy(), flipped.cpu().numpy(), codec, flip_permutation)
-    return heatmaps.cpu().numpy()
+        flipped = _as_array(model(inputs.flip(-1)))
+        return average_flip(heatmaps, flipped, codec, flip_permutation)
+    return heatmaps
+
+
+def _as_array(heatmaps: torch.Tensor) -> np.ndarray:
+    # a channels_last model returns channels_last heatmaps: one small copy to the [N, K, h, w] layout
+    return heatmaps.float().cpu().contiguous().numpy()
 
 
 def crops_to_image(

@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 
 from ..data.images import normalize_images, read_image
 from ..metadata import KeypointSet
+from ..models._runtime import format_images, maybe_compile, to_memory_format
 from .inference import codec_for, crops_to_image, predict_heatmaps
 from .transforms import box_to_center_scale, crop_matrix, warp_image
 
@@ -91,20 +92,39 @@ class PoseEstimator:
     """Top-down pose prediction with a psa_zoo pose model.
 
     Args:
-        model: a pose :class:`~psa_zoo.models.PsaModel` (``create_model`` / ``from_pretrained``).
+        model: a pose :class:`~psa_zoo.models.PsaModel` (``create_model`` / ``from_pretrained``); it is
+            put in eval mode, moved to ``device`` and laid out in ``memory_format`` in place.
         flip_test: average with the horizontally flipped crop (the paper's evaluation setting).
         batch_size: crops per forward pass.
         device: where to run (default: the model's device).
+        memory_format: ``"auto"`` (channels_last for the CPU and CUDA, where it is faster),
+            ``"channels_last"`` or ``"contiguous"``; the keypoints agree to float rounding
+            (:mod:`psa_zoo.models._runtime`).
+        compile: run the forward through ``torch.compile`` (an option: the first prediction then compiles
+            for seconds to minutes; inductor needs a C++ compiler on the CPU).
+
+    Attributes:
+        model: the eager module (record attention maps on it: a compiled module does not see the hooks).
+        memory_format: the resolved ``torch.memory_format`` of the model and its input crops.
     """
 
     def __init__(
-        self, model, *, flip_test: bool = True, batch_size: int = 32, device: str | None = None
+        self,
+        model,
+        *,
+        flip_test: bool = True,
+        batch_size: int = 32,
+        device: str | None = None,
+        memory_format: str = "auto",
+        compile: bool = False,
     ) -> None:
         if getattr(model, "task", None) != "pose":
             raise ValueError(
                 f"PoseEstimator needs a pose model, got a {getattr(model, 'task', type(model))!r} model"
             )
         self.model = model.eval() if device is None else model.to(device).eval()
+        self.memory_format = to_memory_format(self.model, memory_format)
+        self._forward = maybe_compile(self.model, compile)
         self.metadata = model.metadata
         _, self.height, self.width = self.metadata.input_size
         heatmap_h, heatmap_w = model.output_size((self.height, self.width))
@@ -160,15 +180,18 @@ class PoseEstimator:
 
     def _inputs(self, crops: np.ndarray) -> torch.Tensor:
         param = next(self.model.parameters())
-        batch = torch.from_numpy(crops.transpose(0, 3, 1, 2).copy()).to(param.device)
-        return normalize_images(batch, self.metadata, param.dtype)
+        # [P, h, w, 3] pixels seen as [P, 3, h, w] are already channels_last: a copy only for contiguous
+        batch = format_images(
+            torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2), self.memory_format
+        )
+        return normalize_images(batch.to(param.device), self.metadata, param.dtype)
 
     def _predict_boxes(self, pixels: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         size = (self.width, self.height)
         crops, centers, scales = self._crops(pixels, boxes)
         inputs = self._inputs(crops)
         flip = self.metadata.keypoints.flip_permutation() if self.flip_test else None
-        heatmaps = predict_heatmaps(self.model, inputs, self.codec, flip)
+        heatmaps = predict_heatmaps(self._forward, inputs, self.codec, flip)
         crop_kpts, scores = self.codec.decode(heatmaps)
         rotations = np.zeros(len(boxes))
         return crops_to_image(

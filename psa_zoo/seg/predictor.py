@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 
 from ..data.images import normalize_images, read_image
 from ..metadata import ClassSet
+from ..models._runtime import format_images, maybe_compile, to_memory_format
 from .inference import predict_probabilities
 
 __all__ = ["SegPrediction", "Segmenter"]
@@ -47,6 +48,16 @@ class Segmenter:
         mode: ``"whole"`` or ``"slide"`` (sliding window of ``crop_size`` with ``stride``).
         scales / flip: multi-scale and flip test (softmax probabilities averaged).
         device: where to run (default: the model's device).
+        memory_format: ``"auto"`` (channels_last for the CPU and CUDA, where it is faster),
+            ``"channels_last"`` or ``"contiguous"``; the probabilities agree to float rounding
+            (:mod:`psa_zoo.models._runtime`).
+        compile: run the forward through ``torch.compile`` (an option: the first prediction, and each new
+            image size, compiles first; inductor needs a C++ compiler on the CPU). Not with
+            ``mode="hierarchical"``, whose multi-scale combination calls the model's methods directly.
+
+    The model is put in eval mode, moved to ``device`` and laid out in ``memory_format`` in place.
+    Attributes: ``model`` is the eager module (record attention maps on it), ``memory_format`` the resolved
+    ``torch.memory_format``.
     """
 
     def __init__(
@@ -59,12 +70,22 @@ class Segmenter:
         crop_size: tuple[int, int] | None = None,
         stride: tuple[int, int] | None = None,
         device: str | None = None,
+        memory_format: str = "auto",
+        compile: bool = False,
     ) -> None:
         if getattr(model, "task", None) != "segmentation":
             raise ValueError(
                 f"Segmenter needs a segmentation model, got a {getattr(model, 'task', None)!r} model"
             )
+        if compile and mode == "hierarchical":
+            raise ValueError(
+                'compile=True does not reach mode="hierarchical": forward_multiscale calls the model\'s '
+                'methods directly, which torch.compile does not wrap; use compile=False, or mode="whole" '
+                "with scales"
+            )
         self.model = model.eval() if device is None else model.to(device).eval()
+        self.memory_format = to_memory_format(self.model, memory_format)
+        self._forward = maybe_compile(self.model, compile)
         self.metadata = model.metadata
         self.mode, self.scales, self.flip = mode, tuple(scales), flip
         self.crop_size, self.stride = crop_size, stride
@@ -74,9 +95,11 @@ class Segmenter:
         """Labels of ``image`` (path, PIL image or [H, W, 3] RGB array) at its own size."""
         pixels = read_image(image, self.metadata.channel_order)
         param = next(self.model.parameters())
-        batch = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))[None].to(param.device)
+        # [H, W, 3] pixels seen as [1, 3, H, W] are already channels_last: a copy only for contiguous
+        batch = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None]
+        batch = format_images(batch, self.memory_format).to(param.device)
         probabilities = predict_probabilities(
-            self.model,
+            self._forward,
             normalize_images(batch, self.metadata, param.dtype),
             mode=self.mode,
             scales=self.scales,
@@ -85,7 +108,7 @@ class Segmenter:
             stride=self.stride,
         )[0]
         labels = probabilities.argmax(0).cpu().numpy()
-        probs = probabilities.float().cpu().numpy() if return_probabilities else None
+        probs = probabilities.float().cpu().contiguous().numpy() if return_probabilities else None
         return SegPrediction(labels, self.metadata.classes, probs)
 
     def draw(

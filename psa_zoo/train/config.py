@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from ..models._runtime import MEMORY_FORMATS
 from .recipes import RECIPES, default_recipe
 
 __all__ = [
@@ -74,6 +75,9 @@ class TrainConfig:
     eval_steps: int | None = None  # evaluate every N steps as well as at the end
     freeze_bn: str = "auto"  # auto | on | off ("auto": on below 8 samples per process)
     cpu: bool = False
+    memory_format: str = "auto"  # auto | channels_last | contiguous (auto: channels_last on the CPU and CUDA)
+    compile: bool = False  # the training forward and backward through torch.compile
+    compile_backend: str = "inductor"  # torch.compile backend (e.g. "aot_eager": no C++ compiler needed)
     # input and data
     input_size: list[int] | None = None  # (height, width) of the network input
     val_data: str | None = None  # defaults to the val split of --data
@@ -144,6 +148,7 @@ class TrainConfig:
             "optimizer": ("adam", "adamw", "sgd"),
             "lr_schedule": ("multistep", "poly", "constant"),
             "eval_mode": (None, "whole", "slide", "hierarchical"),
+            "memory_format": MEMORY_FORMATS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -151,6 +156,13 @@ class TrainConfig:
                     f"--{name.replace('_', '-')} must be one of {allowed}, got {getattr(self, name)!r}"
                 )
         self._check_numbers()
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"--compile is a switch (true or false in a config file), got {self.compile!r}")
+        if not isinstance(self.compile_backend, str) or not self.compile_backend:
+            raise ConfigError(
+                "--compile-backend must name a torch.compile backend (e.g. inductor), got "
+                f"{self.compile_backend!r}"
+            )
         for name in ("crop_size", "eval_crop_size"):
             size = getattr(self, name)
             if size is not None and (len(size) != 2 or not all(isinstance(v, int) and v >= 8 for v in size)):
@@ -263,6 +275,18 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="batch norm in eval mode while training (auto: when fewer than 8 samples per process)",
     )
     add("--cpu", action="store_const", const=True, help="train on the CPU even when a GPU is there")
+    add(
+        "--memory-format",
+        choices=MEMORY_FORMATS,
+        help="layout of the model and the batches (auto: channels_last on the CPU and CUDA: faster there)",
+    )
+    add(
+        "--compile",
+        action="store_const",
+        const=True,
+        help="run the training forward and backward through torch.compile (compiles first; off by default)",
+    )
+    add("--compile-backend", help="torch.compile backend for --compile (default inductor)")
     add("--input-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), help="network input size")
     add("--val-data", help="validation dataset (default: the val split of --data)")
     add("--max-val-images", type=int, help="evaluate on the first N validation images only (by image id)")

@@ -13,6 +13,10 @@ all of them:
   count (joints, valid pixels), not a mean of per-micro-batch means: gradients are accumulated from the
   sums divided by one constant shared by all processes, and scaled once by ``world_size · constant /
   total_count`` (DDP averages over processes);
+* **speed** without changing the math: the model and the input batches in the memory format
+  ``--memory-format`` resolves to (``auto``: channels_last for convolutional models on the CPU and CUDA,
+  :mod:`psa_zoo.models._runtime`), and with ``--compile`` the training forward and backward through
+  ``torch.compile`` (evaluation and saving use the eager module);
 * **checkpoints** every ``--checkpointing-steps`` with ``save_state`` written atomically
   (:mod:`psa_zoo.train.checkpoint`), and **exact resume**: model, optimiser, scaler, schedule, RNG states,
   step and epoch come back, the loader restarts at the step, bit for bit on CPU;
@@ -36,6 +40,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..models._runtime import format_images, maybe_compile, memory_format_name, to_memory_format
 from ..version import __version__
 from .checkpoint import (
     CHECKPOINTS_DIR,
@@ -119,11 +124,13 @@ def create_accelerator(cpu: bool = False, **kwargs):
 
 
 # Settings that do not change what is trained (where files go, how often to log, how many workers load
-# the data, what is evaluated): a resumed run may change them; every other setting must be the run's.
+# the data, what is evaluated, where and in which layout or compiled form the same math runs): a resumed
+# run may change them; every other setting must be the run's.
 RESUMABLE_CHANGES = frozenset({
     "output_dir", "resume_from_checkpoint", "overwrite", "report_to", "log_every", "eval_steps",
     "checkpointing_steps", "checkpoints_total_limit", "num_workers", "val_data", "max_val_images",
-    "detections", "flip_test", "cpu", "eval_mode", "eval_scales", "eval_crop_size",
+    "detections", "flip_test", "cpu", "eval_mode", "eval_scales", "eval_crop_size", "memory_format",
+    "compile", "compile_backend",
 })  # fmt: skip
 
 
@@ -196,6 +203,7 @@ class Trainer:
     def __init__(self, task: TrainTask, config: TrainConfig) -> None:
         self.task, self.config = task, config
         self._model: nn.Module | None = None
+        self.memory_format = torch.contiguous_format  # resolved by fit()
 
     @property
     def model(self) -> nn.Module:
@@ -281,6 +289,7 @@ class Trainer:
         set_seed(config.seed)  # before the model is built: its initial weights are part of the run
         self._model = model = self.task.build_model()
         accelerator = self._accelerator()
+        self.memory_format = to_memory_format(model, config.memory_format, accelerator.device)
         dataset = self.task.train_dataset()
         world = accelerator.num_processes
         global_batch = config.batch_size * world * config.gradient_accumulation_steps
@@ -296,6 +305,9 @@ class Trainer:
         optimizer = self._optimizer(model, lr)
         schedule = self._schedule(optimizer, steps_epoch, total_steps)
         model, optimizer = accelerator.prepare(model, optimizer)
+        # compiled around the prepared (DDP) model, as torch.compile advises; accelerate keeps the prepared
+        # one for checkpoints, and evaluation / saving unwrap it: only the training forward is compiled
+        forward = maybe_compile(model, config.compile, backend=config.compile_backend)
         state = TrainState(setup=run_setup(config, global_batch, len(dataset), total_steps))
         accelerator.register_for_checkpointing(schedule, state)
         self._resume(accelerator, state)
@@ -306,7 +318,7 @@ class Trainer:
                 config={k: v for k, v in config.to_dict().items() if isinstance(v, int | float | str | bool)},
             )
         timing = self._train_steps(
-            accelerator, model, optimizer, schedule, dataset, state, steps_epoch, total_steps
+            accelerator, model, forward, optimizer, schedule, dataset, state, steps_epoch, total_steps
         )
         metrics = self._evaluate(accelerator, model, state)
         model_dir = self._save_final(accelerator, model, metrics, state)
@@ -351,7 +363,11 @@ class Trainer:
                     group = []
             epoch, start = epoch + 1, 0
 
-    def _train_steps(self, accelerator, model, optimizer, schedule, dataset, state, steps_epoch, total_steps):
+    def _train_steps(
+        self, accelerator, model, forward, optimizer, schedule, dataset, state, steps_epoch, total_steps
+    ):
+        """The optimiser steps; ``forward`` is what the training loss calls: ``model`` (the prepared model)
+        or its compiled form."""
         self._set_train_mode(model)
         bar = tqdm(total=total_steps, initial=state.step, desc=f"train {self.task.name}", unit="step",
                    disable=not accelerator.is_local_main_process, dynamic_ncols=True)  # fmt: skip
@@ -362,7 +378,7 @@ class Trainer:
                 tick = time.perf_counter()
                 epoch, group = next(batches)
                 tock = time.perf_counter()
-                loss = self._step(accelerator, model, optimizer, group)
+                loss = self._step(accelerator, model, forward, optimizer, group)
                 timing["data_seconds"] += tock - tick
                 timing["compute_seconds"] += time.perf_counter() - tock
                 timing["train_steps"] += 1
@@ -396,12 +412,13 @@ class Trainer:
         if config.checkpointing_steps and state.step % config.checkpointing_steps == 0:
             save_checkpoint(accelerator, config.output_dir, state, keep=config.checkpoints_total_limit)
 
-    def _step(self, accelerator, model, optimizer, group: list[dict]) -> float:
-        """One optimiser step over the micro-batches of this process; returns the step's mean loss."""
+    def _step(self, accelerator, model, forward, optimizer, group: list[dict]) -> float:
+        """One optimiser step over the micro-batches of this process; returns the step's mean loss.
+        ``forward`` is what the loss calls (``model`` or its compiled form)."""
         total = torch.zeros(2, dtype=torch.float64, device=accelerator.device)  # loss sum, count
         unit = None  # backward runs on loss_sum / unit (a per-step constant) to keep fp16 gradients in range
         for i, batch in enumerate(group):
-            batch = _to_device(batch, accelerator.device)
+            batch = _to_device(batch, accelerator.device, self.memory_format)
             sync = i == len(group) - 1
             context = (
                 accelerator.no_sync(model)
@@ -409,7 +426,7 @@ class Trainer:
                 else contextlib.nullcontext()
             )
             with context, accelerator.autocast():
-                loss_sum, count = self.task.loss_sum_and_count(model, batch)
+                loss_sum, count = self.task.loss_sum_and_count(forward, batch)
             if unit is None:
                 unit = self._common_unit(accelerator, count)
             accelerator.backward(loss_sum / unit)
@@ -467,7 +484,8 @@ class Trainer:
         if self.config.overwrite and not self.config.resume_from_checkpoint and is_run_folder(out):
             clear_run_folder(out)
         out.mkdir(parents=True, exist_ok=True)
-        record = {RUN_MARK: __version__, **self.config.to_dict(), "effective_lr": lr, "num_processes": world}
+        record = {RUN_MARK: __version__, **self.config.to_dict(), "effective_lr": lr, "num_processes": world,
+                  "effective_memory_format": memory_format_name(self.memory_format)}  # fmt: skip
         write_json_atomic(out / RUN_CONFIG, record)
 
     def _save_final(self, accelerator, model, metrics, state: TrainState) -> Path:
@@ -542,7 +560,16 @@ def _worker_init(worker_id: int) -> None:
         pass
 
 
-def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {
-        k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()
-    }
+def _to_device(
+    batch: dict[str, Any], device: torch.device, memory_format: torch.memory_format | None = None
+) -> dict[str, Any]:
+    """The batch's tensors on ``device``; with ``memory_format``, the 4-D ones (images, heatmap targets) in
+    it (the model's layout: its first convolution then reads the images without converting them)."""
+    out = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            value = value.to(device, non_blocking=True)
+            if memory_format is not None:
+                value = format_images(value, memory_format)
+        out[key] = value
+    return out

@@ -37,6 +37,7 @@ from torch import nn
 from psa_zoo.layers import attn_factory
 
 from ._common import check_image_input, check_in_chans, take_indices
+from ._inplace import residual_add
 
 __all__ = [
     "HRNET_PRESETS",
@@ -254,7 +255,7 @@ class BasicBlock(nn.Module):
         if self.deattn is not None:
             out = self.deattn(out)
         out = self.bn2(self.conv2(out))
-        return self.act2(out + shortcut)
+        return self.act2(residual_add(out, shortcut))  # into the BN output (see _inplace.py)
 
 
 class Bottleneck(nn.Module):
@@ -284,7 +285,7 @@ class Bottleneck(nn.Module):
         out = self.act1(self.bn1(self.conv1(x)))
         out = self.act2(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.act3(out + shortcut)
+        return self.act3(residual_add(out, shortcut))  # into the BN output (see _inplace.py)
 
 
 def _make_blocks(
@@ -334,7 +335,8 @@ class HRNetModule(nn.Module):
             nn.ModuleList(self._fuse_path(chs, j, i) for j in range(stage.num_branches))
             for i in range(num_out)
         )
-        self.fuse_act = nn.ReLU(inplace=False)
+        # in place: the sum it applies to is always a tensor of the fuse's own (see forward)
+        self.fuse_act = nn.ReLU(inplace=True)
         self.out_channels = chs[:num_out]
 
     @staticmethod
@@ -352,13 +354,20 @@ class HRNetModule(nn.Module):
         out = []
         for i, paths in enumerate(self.fuse_layers):
             size = xs[i].shape[-2:]
-            total = None
+            total, owned = None, False
             for j, path in enumerate(paths):  # summed in branch order, as the official code does
                 y = path(xs[j])
                 if j > i:
                     y = _resize(y, size, self.fuse_upsample)
-                total = y if total is None else total + y
-            out.append(self.fuse_act(total))
+                if total is None:
+                    # a path's fresh output (conv + BN: nothing saved it) may take the sum; the identity
+                    # path's is the branch map itself, which the other outputs still read
+                    total, owned = y, y is not xs[j]
+                elif owned:
+                    total = residual_add(total, y)
+                else:
+                    total, owned = total + y, True
+            out.append(self.fuse_act(total if owned else total.clone()))
         return out
 
 

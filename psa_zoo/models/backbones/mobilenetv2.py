@@ -41,6 +41,7 @@ from torch import nn
 from psa_zoo.layers import attn_factory
 
 from ._common import check_image_input, check_in_chans, init_trunk_weights, plan_stages, take_indices
+from ._inplace import residual_add
 
 __all__ = [
     "MOBILENETV2_STAGES",
@@ -124,7 +125,7 @@ class DepthwiseSeparable(_Block):
         if self.attn is not None:
             out = self.attn(out)
         out = self.bn2(self.conv_pw(out))
-        return out + x if self.has_shortcut else out
+        return residual_add(out, x) if self.has_shortcut else out  # into the BN output, never into x
 
 
 class InvertedResidual(_Block):
@@ -165,7 +166,7 @@ class InvertedResidual(_Block):
         if self.attn is not None:
             out = self.attn(out)
         out = self.bn3(self.conv_pwl(out))
-        return out + x if self.has_shortcut else out
+        return residual_add(out, x) if self.has_shortcut else out  # into the BN output, never into x
 
 
 class MobileNetV2(nn.Module):

@@ -28,6 +28,7 @@ from torch import nn
 from psa_zoo.layers import attn_factory
 
 from ._common import check_image_input, check_in_chans, init_trunk_weights, plan_stages, take_indices
+from ._inplace import residual_add
 
 __all__ = ["RESNET_PRESETS", "BasicBlock", "Bottleneck", "ResNet", "ResNetPreset", "filter_timm_resnet"]
 
@@ -103,7 +104,7 @@ class BasicBlock(nn.Module):
         if self.attn is not None:
             out = self.attn(out)
         out = self.bn2(self.conv2(out))
-        return self.act2(out + shortcut)
+        return self.act2(residual_add(out, shortcut))  # into the BN output (see _inplace.py)
 
 
 class Bottleneck(nn.Module):
@@ -153,7 +154,7 @@ class Bottleneck(nn.Module):
         if self.attn is not None:
             out = self.attn(out)
         out = self.bn3(self.conv3(out))
-        return self.act3(out + shortcut)
+        return self.act3(residual_add(out, shortcut))  # into the BN output (see _inplace.py)
 
 
 _BLOCKS: dict[str, type[BasicBlock] | type[Bottleneck]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
