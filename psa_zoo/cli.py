@@ -270,9 +270,11 @@ def _run_bench_models(args: argparse.Namespace) -> int:
     check_output_file(args.json, "--json")
     repeats = args.repeats or (1 if args.quick else 5)
     print(f"Machine: {machine_description().split(',')[0]}, {args.threads} threads", flush=True)
+    trunks = bench_models.QUICK_TRUNK_PEERS if args.quick else bench_models.TRUNK_PEERS
     rows = bench_models.run_model_benchmark(
-        cases, repeats=repeats, warmup=1, threads=args.threads, with_smp=not (args.no_smp or args.quick)
-    )
+        cases, repeats=repeats, warmup=1, threads=args.threads, with_smp=not (args.no_smp or args.quick),
+        trunks=() if args.models else trunks,
+    )  # fmt: skip
     print(bench_models.to_markdown(rows))
     if args.json:
         payload = {"machine": machine_description(), "rows": bench_models.rows_as_dicts(rows)}

@@ -175,7 +175,27 @@ def test_bench_models_quick_runs_end_to_end(tmp_path, capsys):
     assert main(["bench-models", "--quick", "--models", "hrnet_w18_psa_p", "--json", str(json_path)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("Machine: ")
-    assert "| hrnet_w18_psa_p | 1×3×128×96 | attn |" in out
+    assert "| hrnet_w18_psa_p | 1×3×128×96 | attn | channels_last |" in out
     rows = json.loads(json_path.read_text())["rows"]
-    assert [r["variant"] for r in rows] == ["attn", "none", "reference"]
-    assert all(r["train_peak_mb"] > 0 for r in rows)
+    assert [r["variant"] for r in rows] == ["attn", "none", "reference", "attn contiguous"]
+    assert [r["layout"] for r in rows] == ["channels_last"] * 3 + ["contiguous"]
+    assert all(r["train_peak_mb"] > 0 for r in rows[:3])
+    by = {r["variant"]: r for r in rows}
+    # the overheads are the latency ratios of the same run: PSA vs none, contiguous vs channels_last
+    assert by["attn"]["overhead"] == pytest.approx(by["attn"]["latency_ms"] / by["none"]["latency_ms"] - 1)
+    assert by["attn contiguous"]["overhead"] == pytest.approx(
+        by["attn contiguous"]["latency_ms"] / by["attn"]["latency_ms"] - 1
+    )
+
+
+def test_trunks_are_timed_against_timms_in_both_layouts():
+    from psa_zoo.bench.models import QUICK_TRUNK_PEERS, bench_trunk
+
+    rows = bench_trunk(QUICK_TRUNK_PEERS[0], repeats=1, warmup=0)
+    assert [(r.variant, r.layout) for r in rows] == [
+        ("trunk", "channels_last"), ("timm", "channels_last"), ("trunk", "contiguous"), ("timm", "contiguous")
+    ]  # fmt: skip
+    assert rows[0].params == rows[1].params  # the same network (ResNet-50 without its classifier)
+    for ours, theirs in ((rows[0], rows[1]), (rows[2], rows[3])):
+        assert ours.overhead == pytest.approx(ours.latency_ms / theirs.latency_ms - 1)
+        assert ours.passed == (ours.overhead <= 0)

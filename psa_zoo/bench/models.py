@@ -6,6 +6,12 @@ For each case the model is timed three ways in one interleaved run: with the att
 training memory is the peak tensor memory of one forward + backward in training mode at the same input.
 When segmentation_models_pytorch is installed, its DeepLabV3+ (ResNet-101, output stride 16, rates
 6/12/18, non-separable ASPP) is timed beside ours on the same input.
+
+Every model runs in the memory format the predictors and the training engine choose by default
+(``"auto"``: channels_last for convolutional models on the CPU, :mod:`psa_zoo.models._runtime`); the fast
+model is also timed contiguous, in the same interleaved run, to show what the layout buys. The trunks are
+timed against timm's same backbone (``features_only``: the same network, the same weights' layout) in
+both layouts, interleaved.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from ..models import create_model
+from ..models._runtime import format_images, memory_format_name, to_memory_format
 from ._measure import peak_memory, time_interleaved
 
 
@@ -50,7 +57,7 @@ class ModelRow:
     name: str
     batch: int
     input: str
-    variant: str  # "attn" (fast), "none", "reference", "smp"
+    variant: str  # "attn" (fast), "none", "reference", "attn contiguous", "smp", "trunk", "timm"
     params: int
     latency_ms: float
     peak_mb: float
@@ -58,6 +65,8 @@ class ModelRow:
     overhead: float | None = None  # latency relative to the baseline: attn=None, or smp for "ours"
     target: str = ""
     passed: bool | None = None
+    layout: str = "contiguous"  # memory format of the model and its input
+    peer: str = ""  # what ``overhead`` compares with
 
 
 def _forward(model: torch.nn.Module, x: torch.Tensor):
@@ -103,24 +112,36 @@ def _smp_deeplab(num_classes: int) -> torch.nn.Module | None:
 
 
 def bench_case(case: ModelCase, repeats: int, warmup: int) -> list[ModelRow]:
-    """Time and measure one case in its three variants (interleaved)."""
+    """Time and measure one case in its variants (interleaved): fast PSA, no attention, PSA's
+    straightforward form, all in the default layout, and fast PSA contiguous."""
     models = {
         "attn": create_model(case.name).eval(),
         "none": create_model(case.name, attn=None).eval(),
         "reference": create_model(case.name, attn_kwargs={"impl": "reference"}).eval(),
+        "attn contiguous": create_model(case.name).eval(),
     }
     models["reference"].load_state_dict(models["attn"].state_dict())
+    models["attn contiguous"].load_state_dict(models["attn"].state_dict())
     x = torch.randn(case.batch, 3, case.height, case.width)
-    times = time_interleaved({k: _forward(m, x) for k, m in models.items()}, repeats=repeats, warmup=warmup)
+    layouts = {
+        k: to_memory_format(m, "contiguous" if k == "attn contiguous" else "auto") for k, m in models.items()
+    }
+    inputs = {k: format_images(x, fmt) for k, fmt in layouts.items()}
+    runs = {k: _forward(m, inputs[k]) for k, m in models.items()}
+    times = time_interleaved(runs, repeats=repeats, warmup=warmup)
     shape = f"{case.batch}×3×{case.height}×{case.width}"
     rows = []
     for variant, model in models.items():
-        overhead = None if variant == "none" else times[variant] / times["none"] - 1
+        base = "attn" if variant == "attn contiguous" else "none"
+        overhead = None if variant == "none" else times[variant] / times[base] - 1
+        train = (
+            None if variant == "attn contiguous" else peak_memory(_train_step(model, inputs[variant])) / 2**20
+        )
         rows.append(
             ModelRow(
                 case.name, case.batch, shape, variant, sum(p.numel() for p in model.parameters()),
-                times[variant] * 1e3, peak_memory(_forward(model, x)) / 2**20,
-                peak_memory(_train_step(model, x)) / 2**20, overhead,
+                times[variant] * 1e3, peak_memory(runs[variant]) / 2**20, train, overhead,
+                layout=memory_format_name(layouts[variant]), peer=base if overhead is not None else "",
             )
         )  # fmt: skip
     fast, reference = rows[0], rows[2]
@@ -157,16 +178,85 @@ def bench_smp(repeats: int, warmup: int, batch: int = 2, size: int = 512) -> lis
     ]
 
 
+@dataclass(frozen=True)
+class TrunkPeer:
+    """psa_zoo's trunk of a family (``features_only``, no attention) and timm's same backbone."""
+
+    label: str
+    ours: str  # registered psa_zoo name whose trunk is measured
+    timm_name: str
+    timm_kwargs: tuple[tuple[str, object], ...]
+    batch: int
+    height: int
+    width: int
+
+
+TRUNK_PEERS: tuple[TrunkPeer, ...] = (
+    # HRNetV2's trunk (all four branches out), as timm's hrnet_w48 features with feature_location=""
+    TrunkPeer("HRNet-W48", "hrnetv2_w48_ocr", "hrnet_w48", (("feature_location", ""),), 8, 256, 192),
+    TrunkPeer("ResNet-50", "simplebaseline_r50", "resnet50", (), 8, 256, 192),
+    TrunkPeer("ResNet-101 OS16", "deeplabv3plus_r101", "resnet101", (("output_stride", 16),), 2, 513, 513),
+    TrunkPeer(
+        "MobileNetV2 OS16", "deeplabv3plus_mbv2", "mobilenetv2_100", (("output_stride", 16),), 2, 513, 513
+    ),
+)
+QUICK_TRUNK_PEERS: tuple[TrunkPeer, ...] = (
+    TrunkPeer("ResNet-50", "simplebaseline_r50", "resnet50", (), 1, 128, 96),
+)
+
+
+def bench_trunk(peer: TrunkPeer, repeats: int, warmup: int) -> list[ModelRow]:
+    """Our trunk against timm's, each contiguous and channels_last, interleaved; ``overhead`` = ours / timm's
+    − 1 in the same layout (target: ≤ 0, at least as fast)."""
+    import timm
+
+    x = torch.randn(peer.batch, 3, peer.height, peer.width)
+    nets, inputs = {}, {}
+    for layout in ("channels_last", "contiguous"):
+        ours = create_model(peer.ours, attn=None, features_only=True).eval()
+        theirs = timm.create_model(
+            peer.timm_name, pretrained=False, features_only=True, **dict(peer.timm_kwargs)
+        )
+        for who, net in (("ours", ours), ("timm", theirs.eval())):
+            nets[(who, layout)] = net
+            inputs[(who, layout)] = format_images(x, to_memory_format(net, layout))
+    times = time_interleaved(
+        {k: _forward(n, inputs[k]) for k, n in nets.items()}, repeats=repeats, warmup=warmup
+    )
+    shape = f"{peer.batch}×3×{peer.height}×{peer.width}"
+    rows = []
+    for (who, layout), net in nets.items():
+        ratio = times[(who, layout)] / times[("timm", layout)] - 1 if who == "ours" else None
+        name = (
+            f"{peer.label} trunk ({peer.ours})"
+            if who == "ours"
+            else f"{peer.label} trunk (timm {peer.timm_name})"
+        )
+        params = sum(p.numel() for p in net.parameters())
+        memory = peak_memory(_forward(net, inputs[(who, layout)])) / 2**20
+        met = None if ratio is None else ratio <= 0.0
+        variant, seconds = ("trunk" if who == "ours" else "timm"), times[(who, layout)]
+        rows.append(
+            ModelRow(
+                name, peer.batch, shape, variant, params, seconds * 1e3, memory, None, ratio,
+                "≤ timm" if ratio is not None else "", met, layout,
+                f"timm {peer.timm_name}" if ratio is not None else "",
+            )
+        )  # fmt: skip
+    return rows
+
+
 def run_model_benchmark(
     cases: tuple[ModelCase, ...] = DEFAULT_CASES, repeats: int = 5, warmup: int = 1, threads: int = 2,
-    with_smp: bool = True,
+    with_smp: bool = True, trunks: tuple[TrunkPeer, ...] = TRUNK_PEERS,
 ) -> list[ModelRow]:  # fmt: skip
-    """All cases (and the smp comparison) with ``threads`` CPU threads."""
+    """All cases, the trunks against timm's and the smp comparison, with ``threads`` CPU threads."""
     torch.manual_seed(0)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         rows = [row for case in cases for row in bench_case(case, repeats, warmup)]
+        rows += [row for peer in trunks for row in bench_trunk(peer, repeats, warmup)]
         if with_smp:
             rows += bench_smp(repeats, warmup)
         return rows
@@ -176,9 +266,9 @@ def run_model_benchmark(
 
 def to_markdown(rows: list[ModelRow]) -> str:
     lines = [
-        "| model | input | variant | params (M) | latency ms | peak MB | vs baseline | target | met "
-        "| train peak MB | train memory vs baseline |",
-        "|---|---|---|---:|---:|---:|---:|---|---|---:|---:|",
+        "| model | input | variant | layout | params (M) | latency ms | peak MB | vs | compared with "
+        "| target | met | train peak MB | train memory vs baseline |",
+        "|---|---|---|---|---:|---:|---:|---:|---|---|---|---:|---:|",
     ]
     baselines = {r.name: r.train_peak_mb for r in rows if r.variant == "none"}
     for r in rows:
@@ -190,8 +280,9 @@ def to_markdown(rows: list[ModelRow]) -> str:
             f"{r.train_peak_mb / base - 1:+.1%}" if r.train_peak_mb and base and r.variant != "none" else ""
         )
         lines.append(
-            f"| {r.name} | {r.input} | {r.variant} | {r.params / 1e6:.2f} | {r.latency_ms:,.0f} | "
-            f"{r.peak_mb:,.0f} | {overhead} | {r.target} | {met} | {train} | {train_overhead} |"
+            f"| {r.name} | {r.input} | {r.variant} | {r.layout} | {r.params / 1e6:.2f} | "
+            f"{r.latency_ms:,.0f} | {r.peak_mb:,.0f} | {overhead} | {r.peer} | {r.target} | {met} | "
+            f"{train} | {train_overhead} |"
         )
     return "\n".join(lines) + "\n"
 
