@@ -35,6 +35,21 @@ examples:
 """
 
 
+def _check_json_target(path: str | None, overwrite: bool = False) -> None:
+    """``--json PATH``: a writable place that holds no file yet, unless ``overwrite`` was asked for."""
+    from .cli import check_output_file
+
+    check_output_file(path, "--json")
+    if path and Path(path).exists() and not overwrite:
+        raise ValueError(f"--json {path} exists; remove it or choose another path")
+
+
+def _write_json(path: str, value) -> None:
+    from .train.checkpoint import write_json_atomic
+
+    write_json_atomic(Path(path), value)
+
+
 def _formatter() -> type[argparse.HelpFormatter]:
     return argparse.RawDescriptionHelpFormatter
 
@@ -70,10 +85,9 @@ def _add_demo(subparsers, positive_int) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from .cli import check_output_file
     from .demo import run_demo
 
-    check_output_file(args.json, "--json")
+    _check_json_target(args.json, overwrite=args.overwrite)
     if args.num_workers < 0:
         raise ValueError(f"--num-workers must be ≥ 0, got {args.num_workers}")
     result = run_demo(
@@ -82,7 +96,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(result.format_summary())
     if args.json:
-        Path(args.json).write_text(json.dumps(result.to_dict(), indent=2))
+        _write_json(args.json, result.to_dict())
     return 0
 
 
@@ -107,10 +121,9 @@ def _add_list(subparsers) -> None:
 def _run_list(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from .cli import check_output_file
     from .info import format_zoo_table, zoo_rows
 
-    check_output_file(args.json, "--json")
+    _check_json_target(args.json)
     rows = zoo_rows(args.pattern, pretrained=args.pretrained, with_macs=args.flops)
     if not rows:
         raise ValueError(f"no registered model matches {args.pattern!r}; run psa-zoo list to see them all")
@@ -119,7 +132,7 @@ def _run_list(args: argparse.Namespace) -> int:
         table = "\n".join(_drop_column(line, 3) for line in table.splitlines())
     print(table)
     if args.json:
-        Path(args.json).write_text(json.dumps([dataclasses.asdict(r) for r in rows], indent=1))
+        _write_json(args.json, [dataclasses.asdict(r) for r in rows])
     return 0
 
 
@@ -144,14 +157,13 @@ def _add_info(subparsers) -> None:
 def _run_info(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from .cli import check_output_file
     from .info import format_model_info, model_info
 
-    check_output_file(args.json, "--json")
+    _check_json_target(args.json)
     info = model_info(args.name)
     print(format_model_info(info))
     if args.json:
-        Path(args.json).write_text(json.dumps({**dataclasses.asdict(info), "status": info.status}, indent=1))
+        _write_json(args.json, {**dataclasses.asdict(info), "status": info.status})
     return 0
 
 
@@ -201,6 +213,8 @@ def _parse_box(text: str) -> list[float]:
 def _boxes_by_image(args: argparse.Namespace, images: list[Path]) -> dict[str, list[list[float]] | None]:
     if args.boxes and args.boxes_json:
         raise ValueError("give --boxes or --boxes-json, not both")
+    if args.attn_blocks and not args.attn_maps:
+        raise ValueError("--attn-blocks chooses the blocks of --attn-maps; add --attn-maps")
     if args.boxes:
         if len(images) != 1:
             raise ValueError(
@@ -209,10 +223,20 @@ def _boxes_by_image(args: argparse.Namespace, images: list[Path]) -> dict[str, l
         return {images[0].name: [_parse_box(b) for b in args.boxes]}
     if not args.boxes_json:
         return {}
-    data = json.loads(Path(args.boxes_json).read_text())
+    try:
+        data = json.loads(Path(args.boxes_json).read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"--boxes-json {args.boxes_json} is not valid JSON ({error}); fix or regenerate it"
+        ) from None
     if isinstance(data, list):  # COCO detection results: [{"image_id", "bbox", "score"}, ...] by file stem
         boxes: dict[str, list] = {}
         for d in data:
+            if not isinstance(d, dict) or "image_id" not in d or "bbox" not in d:
+                raise ValueError(
+                    f"--boxes-json {args.boxes_json}: an entry without image_id / bbox ({str(d)[:80]}), "
+                    'expected COCO detection results [{"image_id": ..., "bbox": [x, y, w, h], "score": ...}]'
+                )
             boxes.setdefault(str(d["image_id"]), []).append(d["bbox"])
         return {p.name: boxes.get(p.stem, boxes.get(str(int(p.stem)) if p.stem.isdigit() else "", []))
                 for p in images}  # fmt: skip

@@ -767,9 +767,14 @@ def _export(model, fmt, path, height, width, batch_size, dynamic, decode, tolera
             _write_onnx(program, traced, axes, names, tmp_path, meta)
         else:
             _write_pt2(program, tmp_path, meta)
-        worst = _check_parity(
-            _runner(tmp_path, fmt), module, inputs, names, tolerance, decoder, what=f"the {fmt} export"
-        )
+        try:
+            worst = _check_parity(
+                _runner(tmp_path, fmt), module, inputs, names, tolerance, decoder, what=f"the {fmt} export"
+            )
+        except ExportParityError:
+            raise
+        except Exception as error:  # the runtime refused the file or failed on an input: one clear error
+            raise _failed(f"the written {fmt} file could not be loaded back or run", error) from error
         _put_in_place(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)

@@ -133,6 +133,11 @@ def predict_files(
     image saying what was found and written. ``boxes``: pose boxes by image file name (missing = the
     whole image); ``memory_format`` / ``compile``: as the predictors take them."""
     runtime = {"memory_format": memory_format, "compile": compile}
+    if attn_maps and attn_blocks:
+        from .layers.attention_maps import record_attention
+
+        with record_attention(model, attn_blocks):  # unknown patterns: an error before any file is written
+            pass
     if model.task == "pose":
         from .pose import PoseEstimator
 

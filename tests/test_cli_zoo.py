@@ -129,3 +129,23 @@ def test_predict_needs_weights_for_a_registered_name_and_boxes_only_for_pose(cap
     assert code == 2 and "no loadable weights" in err and "psa-zoo convert" in err
     code, _, err = _run(capsys, "predict", str(root / "seg"), "--image", str(image), "--boxes", "1,2,3,4")
     assert code == 2 and "for pose models" in err
+
+
+def test_unknown_attention_blocks_are_refused_before_any_file_is_written(capsys, saved):
+    root, image = saved
+    out = root / "out_blocks"
+    code, _, err = _run(capsys, "predict", str(root / "pose"), "--image", str(image), "--out", str(out),
+                        "--attn-maps", "--attn-blocks", "no_such_block*")  # fmt: skip
+    assert code == 2 and err.count("\n") == 1 and "no_such_block*" in err
+    assert not out.exists() or not any(out.iterdir())
+    code, _, err = _run(capsys, "predict", str(root / "pose"), "--image", str(image), "--out", str(out),
+                        "--attn-blocks", "*stage4*")  # fmt: skip
+    assert code == 2 and "add --attn-maps" in err
+
+
+def test_json_results_are_never_written_over_an_existing_file(capsys, tmp_path):
+    target = tmp_path / "zoo.json"
+    target.write_text("keep")
+    code, _, err = _run(capsys, "list", "hrnet_w18*", "--json", str(target))
+    assert code == 2 and "exists" in err
+    assert target.read_text() == "keep"

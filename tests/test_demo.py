@@ -82,6 +82,10 @@ def test_an_earlier_demo_is_replaced_only_when_asked_and_other_folders_never(pos
         run_demo("depth", tmp_path / "x")
     with pytest.raises(DemoError, match="does not exist"):
         run_demo("pose", tmp_path / "y", image=tmp_path / "missing.jpg")
+    (tmp_path / "notes.jpg").write_text("not an image")
+    with pytest.raises(DemoError, match="cannot be read as an image"):
+        run_demo("pose", tmp_path / "z", image=tmp_path / "notes.jpg")
+    assert not (tmp_path / "z").exists()  # refused before anything was written
 
 
 def test_the_seg_demo_through_the_command_line(tmp_path):
@@ -102,6 +106,6 @@ def test_the_seg_demo_through_the_command_line(tmp_path):
         assert sum(shares.values()) == pytest.approx(1.0)
         assert set(shares) <= {"background", "person", "box", "ball"}
         assert (folder / f"heldout_{i}_attention.png").is_file()
-    again = run_cli(args)
+    again = run_cli(args[:-2])  # the same folder again, without --overwrite
     assert again.returncode == 2
     assert again.stderr.count("\n") == 1 and "add --overwrite" in again.stderr

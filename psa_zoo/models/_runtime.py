@@ -18,6 +18,7 @@ and the training engine:
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 import torch
@@ -119,4 +120,10 @@ def maybe_compile(model: nn.Module, enabled: bool, **compile_kwargs: Any) -> nn.
     """
     if not enabled:
         return model
+    backend = compile_kwargs.get("backend") or "inductor"
+    if backend == "inductor" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        raise ValueError(
+            "torch.compile's inductor backend needs a C++ compiler on this machine and none was found "
+            "(g++, c++, clang++); install one, or leave --compile off (or use backend='aot_eager')"
+        )
     return torch.compile(model, **compile_kwargs)

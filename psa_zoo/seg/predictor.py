@@ -45,7 +45,9 @@ class Segmenter:
 
     Args:
         model: a segmentation :class:`~psa_zoo.models.PsaModel`.
-        mode: ``"whole"`` or ``"slide"`` (sliding window of ``crop_size`` with ``stride``).
+        mode: ``"whole"``, ``"slide"`` (sliding window of ``crop_size`` with ``stride``) or
+            ``"hierarchical"`` (HRNetV2-OCR's learned combination of ``scales``; see
+            :func:`psa_zoo.seg.inference.predict_probabilities`).
         scales / flip: multi-scale and flip test (softmax probabilities averaged).
         device: where to run (default: the model's device).
         memory_format: ``"auto"`` (channels_last for the CPU and CUDA, where it is faster),

@@ -124,13 +124,14 @@ def create_accelerator(cpu: bool = False, **kwargs):
 
 
 # Settings that do not change what is trained (where files go, how often to log, how many workers load
-# the data, what is evaluated, where and in which layout or compiled form the same math runs): a resumed
-# run may change them; every other setting must be the run's.
+# the data, what is evaluated, where and in which compiled form the same math runs): a resumed run may
+# change them; every other setting must be the run's. The memory format is the run's too: element-wise
+# dropout draws its masks in memory order.
 RESUMABLE_CHANGES = frozenset({
     "output_dir", "resume_from_checkpoint", "overwrite", "report_to", "log_every", "eval_steps",
     "checkpointing_steps", "checkpoints_total_limit", "num_workers", "val_data", "max_val_images",
-    "detections", "flip_test", "cpu", "eval_mode", "eval_scales", "eval_crop_size", "memory_format",
-    "compile", "compile_backend",
+    "detections", "flip_test", "cpu", "eval_mode", "eval_scales", "eval_crop_size", "compile",
+    "compile_backend",
 })  # fmt: skip
 
 

@@ -116,7 +116,7 @@ _TABLE_FIELDS = (
     ("sigma", "σ"), ("rotation_factor", "rotation °"), ("scale_factor", "scale ±"),
     ("half_body_prob", "half-body"), ("flip_prob", "flip"), ("flip_test", "flip test"),
     ("crop_size", "crop (H, W)"), ("scale_range", "scale range"), ("backbone_lr_mult", "backbone lr ×"),
-    ("aux_weight", "aux weight"),
+    ("aux_weight", "aux weight (OCR)"),
 )  # fmt: skip
 
 

@@ -68,6 +68,23 @@ def has_val_split(folder: str | Path) -> bool:
     return (voc / "ImageSets" / "Segmentation" / "val.txt").is_file()
 
 
+def _check_eval_mode(config: TrainConfig, model: nn.Module) -> None:
+    """``--eval-mode hierarchical`` needs HRNetV2-OCR's scale-attention head and the scale 1.0: checked
+    before training, not at the evaluation after it."""
+    if config.eval_mode != "hierarchical":
+        return
+    if getattr(model, "scale_attn", None) is None:
+        raise ConfigError(
+            f"--eval-mode hierarchical needs a model with a scale-attention head (HRNetV2-OCR, e.g. "
+            f"hrnetv2_w48_ocr_psa_p); {config.model} has none: use --eval-mode whole with --eval-scales"
+        )
+    if 1.0 not in (config.eval_scales or []):
+        raise ConfigError(
+            f"--eval-mode hierarchical combines scales around 1.0, got --eval-scales {config.eval_scales}; "
+            "include 1 (the official evaluation: 0.5 1 2)"
+        )
+
+
 class SegTask(TrainTask):
     name = "seg"
     primary_metric = "mIoU"
@@ -92,6 +109,7 @@ class SegTask(TrainTask):
     def build_model(self) -> PsaModel:
         config = self.config
         model, metadata = model_for_labels(config, "segmentation", self.class_set)
+        _check_eval_mode(config, model)
         height, width = config.input_size or config.crop_size or metadata.input_size[1:]
         extra = {**metadata.extra, "dataset": str(config.data)}
         model.set_metadata(metadata.replace(input_size=(metadata.input_size[0], height, width), extra=extra))

@@ -259,3 +259,13 @@ def test_the_ocr_recipe_adds_the_auxiliary_loss_and_evaluates_hierarchically(tmp
     assert 0.0 <= result["metrics"]["mIoU"] <= 1.0
     reloaded = psa_zoo.from_pretrained(result["model_dir"])
     assert reloaded.scale_attn is not None and reloaded.num_classes == 19
+
+
+def test_hierarchical_evaluation_is_checked_before_training(seg_data, tmp_path):
+    """A model without a scale-attention head, or scales without 1.0, fail when the run starts, not at
+    the evaluation after the training (which would lose the trained model)."""
+    from psa_zoo.train import ConfigError
+
+    with pytest.raises(ConfigError, match="needs a model with a scale-attention head"):
+        train_seg(_config(seg_data, tmp_path / "a", eval_mode="hierarchical", eval_scales=[0.5, 1.0]))
+    assert not (tmp_path / "a" / "checkpoints").exists()
