@@ -59,6 +59,7 @@ _BENCH_MODELS_EPILOG = """\
 examples:
   psa-zoo bench-models --quick
   psa-zoo bench-models --models hrnet_w48_psa_p --repeats 3 --no-smp --json models.json
+  psa-zoo bench-models --models simplebaseline_r50_psa_p --no-smp   # + the trunks against timm's
 """
 _CONVERT_EPILOG = """\
 examples:
@@ -222,8 +223,11 @@ def _run_bench_attn(args: argparse.Namespace) -> int:
         attention.write_json(rows, args.json)
     if args.csv:
         attention.write_csv(rows, args.csv)
+    quick_note = "quick mode: small shapes, few repeats; the ratios are indicative only" if args.quick else ""
+    if quick_note:
+        print(quick_note)
     if args.plot:
-        attention.write_plot(rows, args.plot)
+        attention.write_plot(rows, args.plot, note=quick_note)
     failed = [r for r in rows if r.passed is False]
     if failed:
         print(f"{len(failed)} target(s) not met on this machine (see the 'met' column).", file=sys.stderr)
@@ -247,6 +251,7 @@ def _add_bench_models(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--threads", type=positive_int, default=2, help="CPU threads (default 2)")
     p.add_argument("--no-smp", action="store_true", help="skip the segmentation_models_pytorch comparison")
+    p.add_argument("--no-trunks", action="store_true", help="skip the trunks against timm's backbones")
     p.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     p.set_defaults(func=_run_bench_models)
 
@@ -273,7 +278,7 @@ def _run_bench_models(args: argparse.Namespace) -> int:
     trunks = bench_models.QUICK_TRUNK_PEERS if args.quick else bench_models.TRUNK_PEERS
     rows = bench_models.run_model_benchmark(
         cases, repeats=repeats, warmup=1, threads=args.threads, with_smp=not (args.no_smp or args.quick),
-        trunks=() if args.models else trunks,
+        trunks=() if args.no_trunks else trunks,
     )  # fmt: skip
     print(bench_models.to_markdown(rows))
     if args.json:

@@ -358,8 +358,10 @@ def write_csv(rows: list[Row], path: str | Path) -> None:
         writer.writerows(asdict(r) for r in rows)
 
 
-def write_plot(rows: list[Row], path: str | Path) -> bool:
-    """Time and memory vs H×W, one line per block (log-log). Returns False when matplotlib is missing."""
+def write_plot(rows: list[Row], path: str | Path, note: str = "") -> bool:
+    """Time and memory vs H×W, one line per block (log-log), x ticks at the measured sizes, N and C in the
+    title, ``note`` under it (e.g. that a quick run's ratios are indicative only). Returns False when
+    matplotlib is missing."""
     try:
         import matplotlib
 
@@ -367,28 +369,44 @@ def write_plot(rows: list[Row], path: str | Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
+    fig = scaling_figure(rows, note)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def scaling_figure(rows: list[Row], note: str = ""):
+    """The matplotlib figure :func:`write_plot` saves."""
+    import matplotlib.pyplot as plt
+
     scaling = [r for r in rows if r.section == "scaling" and r.value is not None]
+    blocks = list(dict.fromkeys(r.block for r in scaling))
+    # tab10's ten colours, then black and greys: every block its own colour (and its own marker)
+    colours = [*plt.get_cmap("tab10").colors, "black", "dimgray", "darkgoldenrod", "darkslateblue"]
+    shapes = sorted({r.shape for r in scaling}, key=_positions)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     for ax, metric, label in (
         (axes[0], "fwd_ms", "forward time (ms)"),
         (axes[1], "peak_mb_fwd", "peak memory (MB)"),
     ):
-        colors = plt.get_cmap("tab20").colors  # 11 blocks: more distinct colours than the default cycle
-        for index, block in enumerate(dict.fromkeys(r.block for r in scaling)):
+        for index, block in enumerate(blocks):
             points = [
                 (_positions(r.shape), r.value) for r in scaling if r.block == block and r.metric == metric
             ]
             if points:
-                style = {"color": colors[(2 * index) % 20], "marker": "osD^v<>"[index % 7]}
+                style = {"color": colours[index % len(colours)], "marker": "osD^v<>phX*"[index % 11]}
                 ax.plot(*zip(*points, strict=True), label=block, **style)
-        ax.set(xscale="log", yscale="log", xlabel="H×W (positions)", ylabel=label)
-        ax.grid(True, which="both", alpha=0.3)
-    axes[1].legend(fontsize=8, ncol=2)
-    fig.suptitle(f"Attention blocks vs map size ({machine_description()})", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+        ax.set(xscale="log", yscale="log", xlabel="H×W", ylabel=label)
+        ax.set_xticks([_positions(s) for s in shapes], ["×".join(s.split("×")[2:]) for s in shapes])
+        ax.minorticks_off()
+        ax.grid(True, which="major", alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=8, title="block")
+    n, c = (shapes[0].split("×")[:2]) if shapes else ("?", "?")
+    title = f"Attention blocks vs map size, N = {n}, C = {c} ({machine_description()})"
+    fig.suptitle(title + (f"\n{note}" if note else ""), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 0.88, 1))
+    return fig
 
 
 def _positions(shape: str) -> int:
