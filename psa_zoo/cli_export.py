@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .cli_tasks import _formatter
+
 _EXPORT_EPILOG = """\
 examples:
   psa-zoo export runs/w18/model --format onnx --decode --out w18_pose.onnx
@@ -19,10 +21,6 @@ examples:
 The file is written only when its outputs match PyTorch's (max abs error ≤ atol + rtol · max|output|);
 ONNX needs pip install 'psa_zoo[export]'.
 """
-
-
-def _formatter() -> type[argparse.HelpFormatter]:
-    return argparse.RawDescriptionHelpFormatter
 
 
 def _non_negative_float(text: str) -> float:

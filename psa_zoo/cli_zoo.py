@@ -9,6 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .cli_tasks import _formatter
+
 _DEMO_EPILOG = """\
 examples:
   psa-zoo demo                                   # pose: HRNet-W18-Small + PSA_p, AP before / after
@@ -48,10 +50,6 @@ def _write_json(path: str, value) -> None:
     from .train.checkpoint import write_json_atomic
 
     write_json_atomic(Path(path), value)
-
-
-def _formatter() -> type[argparse.HelpFormatter]:
-    return argparse.RawDescriptionHelpFormatter
 
 
 def add_zoo_commands(subparsers: argparse._SubParsersAction, positive_int) -> None:

@@ -176,7 +176,10 @@ def test_bench_models_quick_runs_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith("Machine: ")
     assert "| hrnet_w18_psa_p | 1×3×128×96 | attn | channels_last |" in out
-    rows = json.loads(json_path.read_text())["rows"]
+    every = json.loads(json_path.read_text())["rows"]
+    rows = [r for r in every if r["name"] == "hrnet_w18_psa_p"]
+    # --quick adds the quick trunk comparison (ResNet-50 against timm's, both layouts) after the case
+    assert [r["variant"] for r in every[len(rows) :]] == ["trunk", "timm", "trunk", "timm"]
     assert [r["variant"] for r in rows] == ["attn", "none", "reference", "attn contiguous"]
     assert [r["layout"] for r in rows] == ["channels_last"] * 3 + ["contiguous"]
     assert all(r["train_peak_mb"] > 0 for r in rows[:3])
