@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .train.checkpoint import write_json_atomic
+
 __all__ = ["DEMOS", "DemoError", "DemoResult", "DemoSettings", "run_demo"]
 
 DEMO_MARK = "psa_zoo_demo.json"  # written first: only folders carrying it are replaced by ``overwrite``
@@ -131,7 +133,7 @@ def _prepare_folder(out: Path, overwrite: bool) -> None:
             )
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(out / DEMO_MARK, {"written_by": "psa-zoo demo"})
+    write_json_atomic(out / DEMO_MARK, {"written_by": "psa-zoo demo"})
 
 
 class _Clock:
@@ -293,7 +295,7 @@ def run_demo(
         goal=settings.goal, reload_max_abs_diff=diff, out_dir=str(out), model_dir=result["model_dir"],
         files=[str(f) for f in files], steps=clock.steps, seconds=time.perf_counter() - clock.started,
     )  # fmt: skip
-    _write_json_atomic(out / "summary.json", demo.to_dict())
+    write_json_atomic(out / "summary.json", demo.to_dict())
     return demo
 
 
@@ -309,12 +311,6 @@ def _check_image(image: str | Path) -> None:
         raise DemoError(
             f"--image {image} cannot be read as an image ({error}); give a JPEG or PNG file"
         ) from None
-
-
-def _write_json_atomic(path: Path, value: dict[str, Any]) -> None:
-    from .train.checkpoint import write_json_atomic
-
-    write_json_atomic(path, value)
 
 
 def _inputs_for_check(model, config) -> torch.Tensor:

@@ -88,7 +88,7 @@ def predict_seg_image(
     segmenter, image: Path, out_dir: Path, *, attn_maps: bool = False, attn_blocks=None
 ) -> list[Path]:
     """The label map of ``image`` at its size, its overlay and the classes present."""
-    from .data.images import normalize_images, read_image
+    from .data.images import read_image
 
     prediction = segmenter.predict(image)
     stem, classes = image.stem, prediction.class_set
@@ -105,14 +105,10 @@ def predict_seg_image(
     if label_png is not None:
         files.append(_save_png(label_png, out_dir / f"{stem}_labels.png"))
     if attn_maps:
-        model = segmenter.model
-        pixels = read_image(image, segmenter.metadata.channel_order)
-        param = next(model.parameters())
-        batch = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))[None].to(param.device)
-        inputs = normalize_images(batch, segmenter.metadata, param.dtype)
         drawn = save_attention_maps(
-            model, read_image(image, "RGB"), inputs, out_dir / f"{stem}_attention.png", attn_blocks
-        )
+            segmenter.model, read_image(image, "RGB"), segmenter.model_input(image),
+            out_dir / f"{stem}_attention.png", attn_blocks,
+        )  # fmt: skip
         files += [drawn] if drawn else []
     return files
 

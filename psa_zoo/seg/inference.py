@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["num_windows", "predict_probabilities", "sliding_windows"]
+__all__ = ["hierarchical_problem", "num_windows", "predict_probabilities", "sliding_windows"]
 
 MODES = ("whole", "slide", "hierarchical")
 
@@ -98,16 +98,30 @@ def _forward(model, x: torch.Tensor, num_classes: int | None) -> torch.Tensor:
     return _resize(logits.float(), tuple(x.shape[-2:]))
 
 
+def hierarchical_problem(model: nn.Module, scales: Sequence[float]) -> str | None:
+    """Why ``mode="hierarchical"`` cannot run ``model`` at ``scales`` (None when it can): it needs
+    HRNetV2-OCR's scale-attention head and the scale 1.0 (the output size)."""
+    if getattr(model, "scale_attn", None) is None or not hasattr(model, "forward_multiscale"):
+        return (
+            f"needs a model with a scale-attention head (HRNetV2-OCR, e.g. hrnetv2_w48_ocr_psa_p), got "
+            f'{type(model).__name__} without one; use mode "whole" with scales for the averaged '
+            "multi-scale test"
+        )
+    if 1.0 not in [float(s) for s in scales]:
+        return (
+            f"combines scales around 1.0, got scales {list(scales)}; include 1 (the official evaluation: "
+            "0.5 1 2)"
+        )
+    return None
+
+
 def _hierarchical(
     model: nn.Module, x: torch.Tensor, scales: list[float], num_classes: int | None
 ) -> torch.Tensor:
     """Float32 logits of the model's own multi-scale combination (``forward_multiscale``)."""
-    if getattr(model, "scale_attn", None) is None or not hasattr(model, "forward_multiscale"):
-        raise ValueError(
-            f'mode="hierarchical" needs a model with a scale-attention head (HRNetV2-OCR, e.g. '
-            f'hrnetv2_w48_ocr_psa_p), got {type(model).__name__} without one; use mode="whole" with scales '
-            "for the averaged multi-scale test"
-        )
+    problem = hierarchical_problem(model, scales)
+    if problem:
+        raise ValueError(f'mode="hierarchical" {problem}')
     return _forward(lambda inputs: model.forward_multiscale(inputs, scales), x, num_classes)
 
 

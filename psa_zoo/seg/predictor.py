@@ -92,17 +92,22 @@ class Segmenter:
         self.mode, self.scales, self.flip = mode, tuple(scales), flip
         self.crop_size, self.stride = crop_size, stride
 
-    @torch.no_grad()
-    def predict(self, image: Any, return_probabilities: bool = False) -> SegPrediction:
-        """Labels of ``image`` (path, PIL image or [H, W, 3] RGB array) at its own size."""
+    def model_input(self, image: Any) -> torch.Tensor:
+        """``image`` (path, PIL image or [H, W, 3] RGB array) as the model takes it: [1, C, H, W] in the
+        model's channel order, normalisation, dtype, device and memory format (e.g. for attention maps)."""
         pixels = read_image(image, self.metadata.channel_order)
         param = next(self.model.parameters())
         # [H, W, 3] pixels seen as [1, 3, H, W] are already channels_last: a copy only for contiguous
         batch = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None]
         batch = format_images(batch, self.memory_format).to(param.device)
+        return normalize_images(batch, self.metadata, param.dtype)
+
+    @torch.no_grad()
+    def predict(self, image: Any, return_probabilities: bool = False) -> SegPrediction:
+        """Labels of ``image`` (path, PIL image or [H, W, 3] RGB array) at its own size."""
         probabilities = predict_probabilities(
             self._forward,
-            normalize_images(batch, self.metadata, param.dtype),
+            self.model_input(image),
             mode=self.mode,
             scales=self.scales,
             flip=self.flip,

@@ -21,6 +21,7 @@ from ..losses import cross_entropy_sum_and_count
 from ..models import PsaModel
 from ..seg.dataset import SegmentationSamples
 from ..seg.evaluate import evaluate_seg_model
+from ..seg.inference import hierarchical_problem
 from ..seg.transforms import SegTrainTransform
 from ..version import __version__
 from .config import ConfigError, TrainConfig
@@ -69,20 +70,13 @@ def has_val_split(folder: str | Path) -> bool:
 
 
 def _check_eval_mode(config: TrainConfig, model: nn.Module) -> None:
-    """``--eval-mode hierarchical`` needs HRNetV2-OCR's scale-attention head and the scale 1.0: checked
-    before training, not at the evaluation after it."""
+    """``--eval-mode hierarchical`` is checked when the model is built, not at the evaluation after the
+    training (which would lose the trained model)."""
     if config.eval_mode != "hierarchical":
         return
-    if getattr(model, "scale_attn", None) is None:
-        raise ConfigError(
-            f"--eval-mode hierarchical needs a model with a scale-attention head (HRNetV2-OCR, e.g. "
-            f"hrnetv2_w48_ocr_psa_p); {config.model} has none: use --eval-mode whole with --eval-scales"
-        )
-    if 1.0 not in (config.eval_scales or []):
-        raise ConfigError(
-            f"--eval-mode hierarchical combines scales around 1.0, got --eval-scales {config.eval_scales}; "
-            "include 1 (the official evaluation: 0.5 1 2)"
-        )
+    problem = hierarchical_problem(model, config.eval_scales or [])
+    if problem:
+        raise ConfigError(f"--eval-mode hierarchical {problem}")
 
 
 class SegTask(TrainTask):
