@@ -8,6 +8,11 @@
 * :func:`prepare_remote_code`: make ``save_pretrained`` write the defining code and an ``auto_map``, so that
   ``AutoModelFor*.from_pretrained(path, trust_remote_code=True)`` loads without psa_zoo.hf being imported.
 
+One saved format: the configs hold psa_zoo's own ``config.json`` record and ``save_pretrained`` is
+psa_zoo's (atomic folder, psa_zoo's weight keys, sha256) with transformers' fields added, so a folder
+written by ``psa_zoo``'s ``save_pretrained`` loads through the Auto classes and one written here loads
+with ``psa_zoo.from_pretrained``.
+
 ``import psa_zoo`` never imports transformers; only importing this subpackage does. Guide:
 docs/transformers.md.
 """
@@ -89,8 +94,9 @@ def prepare_remote_code(model: PsaPreTrainedModel) -> PsaPreTrainedModel:
     trust_remote_code=True)`` (pose: ``AutoModelForPoseEstimation``) and no call to
     :func:`register_transformers`.
 
-    The registration is per class, as transformers keeps it: every model of that class saved later in this
-    process gets the code too. Returns ``model``.
+    The two files belong to the saved folder (``overwrite=True`` replaces such a folder; psa_zoo's own
+    ``from_pretrained`` reads it and ignores them). The registration is per class, as transformers keeps
+    it: every model of that class saved later in this process gets the code too. Returns ``model``.
     """
     auto_class = next((name for cls, name in _REMOTE_AUTO_CLASS.items() if isinstance(model, cls)), None)
     if auto_class is None:

@@ -19,12 +19,21 @@ import torch
 from torch import nn
 
 from ..metadata import ModelMetadata
-from ._download import CONFIG_NAME, WEIGHTS_NAME, hub_download, read_safetensors, safetensors_header
+from ._download import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    file_sha256,
+    hub_download,
+    read_safetensors,
+    safetensors_header,
+)
 from ._pretrained import PretrainedCfg
 from ._serialization import read_config
 
 __all__ = [
     "ATTENTION_MODULE_NAMES",
+    "build_saved",
+    "check_weights_sha256",
     "from_pretrained",
     "is_attention_key",
     "load_backbone_from_timm",
@@ -195,30 +204,48 @@ def _saved_files(repo_id_or_dir: str | Path, download: dict[str, Any]) -> tuple[
     return config_path, weights_path, f"Hub repository {repo}"
 
 
-def _model_class(config: Mapping[str, Any], config_path: Path) -> type[nn.Module]:
+def _model_class(config: Mapping[str, Any], where: str | Path) -> type[nn.Module]:
     from . import MODEL_CLASSES
 
     name = config["model_class"]
     if name not in MODEL_CLASSES:
         raise ValueError(
-            f"{config_path} names model_class {name!r}; this psa_zoo knows {sorted(MODEL_CLASSES)} "
+            f"{where} names model_class {name!r}; this psa_zoo knows {sorted(MODEL_CLASSES)} "
             "(a newer psa_zoo may have written it: upgrade psa_zoo)"
         )
     return MODEL_CLASSES[name]
 
 
-def _build_checked(
-    cls: type[nn.Module], args: dict[str, Any], weights_path: Path, source: str, allow_head_resize: bool
-) -> None:
-    """Build on the meta device and compare every shape with the safetensors header (no allocation)."""
+def _construct(config: Mapping[str, Any], source: str, model_kwargs: Mapping[str, Any]) -> nn.Module:
+    cls = _model_class(config, source)
     try:
-        with torch.device("meta"):
-            meta_model = cls(**args)
+        return cls(**{**config["model_args"], **model_kwargs})
     except TypeError as error:
         raise ValueError(f"{source}: config.json model_args do not fit {cls.__name__}: {error}") from None
-    _compare_shapes(
-        meta_model, _shapes(meta_model.state_dict()), _header_shapes(weights_path), source, allow_head_resize
-    )
+
+
+def build_saved(config: Mapping[str, Any], source: str, **model_kwargs) -> nn.Module:
+    """The model a saved config describes, with fresh weights (none are loaded): ``model_class`` built with
+    ``model_args`` (``model_kwargs`` override them) on the current default device, then its metadata,
+    registry name and registry record restored. ``from_pretrained`` and the transformers wrappers
+    (psa_zoo.hf) build through this."""
+    model = _construct(config, source, model_kwargs)
+    restore_metadata(model, config)
+    _restore_identity(model, config)
+    return model
+
+
+def _restore_identity(model: nn.Module, config: Mapping[str, Any]) -> None:
+    """The registry name (``model_name``) and record (``psa_cfg``, with its tag) the saved model came from."""
+    from ._registry import get_pretrained_cfg, is_model
+
+    architecture = config.get("architecture")
+    model.model_name = architecture
+    if architecture and is_model(architecture):
+        try:
+            model.psa_cfg = get_pretrained_cfg(config.get("source_tag") or architecture)
+        except ValueError:  # a tag this version of psa_zoo does not know
+            model.psa_cfg = get_pretrained_cfg(architecture)
 
 
 def from_pretrained(
@@ -238,8 +265,6 @@ def from_pretrained(
     sha256 recorded in the config is checked, the model keeps the saved dtype and metadata. Returns the
     model in eval mode.
     """
-    from ._registry import get_pretrained_cfg, is_model
-
     download = {
         "revision": revision,
         "cache_dir": cache_dir,
@@ -248,35 +273,54 @@ def from_pretrained(
     }
     config_path, weights_path, source = _saved_files(repo_id_or_dir, download)
     config = read_config(config_path)
-    cls = _model_class(config, Path(config_path))
-    args = {**config["model_args"], **model_kwargs}
     resized = "num_classes" in model_kwargs and model_kwargs["num_classes"] != config["model_args"].get(
         "num_classes"
     )
-    _build_checked(cls, args, Path(weights_path), source, resized)
-    model = cls(**args)
+    with torch.device("meta"):  # every shape compared with the safetensors header before any allocation
+        meta_model = _construct(config, source, model_kwargs)
+    _compare_shapes(
+        meta_model, _shapes(meta_model.state_dict()), _header_shapes(Path(weights_path)), source, resized
+    )
+    model = build_saved(config, source, **model_kwargs)
     if config.get("torch_dtype"):
         model.to(dtype=_dtype(config["torch_dtype"], config_path))
     restore_saved(model, config, Path(weights_path), source, allow_head_resize=resized)
-    architecture = config.get("architecture")
-    model.model_name = architecture
-    if architecture and is_model(architecture):
-        try:
-            model.psa_cfg = get_pretrained_cfg(config.get("source_tag") or architecture)
-        except ValueError:  # a tag this version of psa_zoo does not know
-            model.psa_cfg = get_pretrained_cfg(architecture)
     return model.eval()
+
+
+def check_weights_sha256(config: Mapping[str, Any], weights_path: Path, source: str) -> None:
+    """``ValueError`` when the weights file is not the one the saved config records (``weights_sha256``);
+    a config that records none (an older psa_zoo, or a config saved without weights) gets a warning on the
+    ``psa_zoo`` logger."""
+    expected = config.get("weights_sha256")
+    if expected is None:
+        _logger.warning(
+            "%s: config.json records no weights_sha256 (an older psa_zoo, or a config saved without its "
+            "weights); the weights are not verified",
+            source,
+        )
+        return
+    actual = file_sha256(weights_path)
+    if actual != str(expected).lower():
+        raise ValueError(
+            f"checksum mismatch for {weights_path}: sha256 {actual}, but {source}'s config.json records "
+            f"{expected}. The file was not used; it is damaged or from another save: save the model again "
+            "(Hub: pass force_download=True)."
+        )
 
 
 def restore_saved(
     model: nn.Module, config: Mapping[str, Any], weights_path: Path, source: str, allow_head_resize: bool
 ) -> None:
     """Load a saved folder's weights (sha256 of its config verified) and metadata into ``model``."""
-    expected = config.get("weights_sha256")
-    if expected is None:
-        _logger.warning("%s: config.json records no weights_sha256 (older psa_zoo); not verified", source)
-    state = read_safetensors(weights_path, expected)
+    check_weights_sha256(config, weights_path, source)
+    state = read_safetensors(weights_path)
     load_state_dict_checked(model, state, source, allow_head_resize=allow_head_resize)
+    restore_metadata(model, config)
+
+
+def restore_metadata(model: nn.Module, config: Mapping[str, Any]) -> None:
+    """The saved metadata (labels, input, normalisation), generic labels when the head size changed."""
     if config.get("metadata"):
         metadata = ModelMetadata.from_dict(config["metadata"])
         model.set_metadata(metadata.with_num_outputs(model.num_classes))

@@ -7,6 +7,12 @@ step: ``rename`` when the target does not exist, an atomic exchange of the two f
 a hidden ``.NAME.psa-tmp-*`` folder it may leave behind is removed by the next save into that place.
 The config records the weights' sha256, so a config and a weights file of two different saves (or a
 flipped byte) are refused at load.
+
+The same ``config.json`` is the transformers config of the model (psa_zoo.hf): it records the
+``model_type`` of the task (``"psa_pose"`` / ``"psa_seg"``) and ``id2label`` / ``label2id`` from the
+metadata's label names, so ``AutoModelForPoseEstimation`` / ``AutoModelForSemanticSegmentation`` read a
+folder written here, and ``psa_zoo.from_pretrained`` reads one written by the transformers wrappers
+(which add their own fields through ``add_files``).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +32,31 @@ from torch import nn
 
 from ._download import CONFIG_NAME, WEIGHTS_NAME, file_sha256
 
-__all__ = ["CONFIG_FORMAT_VERSION", "MODEL_FILES", "model_config", "read_config", "save_pretrained"]
+__all__ = [
+    "CONFIG_FORMAT_VERSION",
+    "MODEL_FILES",
+    "TRANSFORMERS_MODEL_TYPES",
+    "check_record",
+    "model_config",
+    "read_config",
+    "save_pretrained",
+]
 
 CONFIG_FORMAT_VERSION = 1
 README_NAME = "README.md"
-MODEL_FILES = (CONFIG_NAME, WEIGHTS_NAME, README_NAME)  # what a saved folder may hold
+# the code files the transformers remote-code route (psa_zoo.hf.prepare_remote_code) copies beside the weights
+REMOTE_CODE_FILES = ("configuration_psa.py", "modeling_psa.py")
+MODEL_FILES = (CONFIG_NAME, WEIGHTS_NAME, README_NAME, *REMOTE_CODE_FILES)  # what a saved folder may hold
+# transformers' model_type of each task: the key AutoConfig picks psa_zoo.hf's config class by
+TRANSFORMERS_MODEL_TYPES = {"pose": "psa_pose", "segmentation": "psa_seg"}
 _TMP_MARK = ".psa-tmp-"
 _RENAME_EXCHANGE = 2  # linux/fs.h
 
 
 def model_config(model: nn.Module) -> dict[str, Any]:
     """What ``config.json`` records, read from the live model: class, constructor arguments, registry name
-    and tag, metadata, dtype, and timm's pretrained-cfg view (``timm.create_model("local-dir:DIR")``)."""
+    and tag, metadata, dtype, timm's pretrained-cfg view (``timm.create_model("local-dir:DIR")``), and
+    transformers' ``model_type`` and ``id2label`` / ``label2id`` (the metadata's label names)."""
     from ..version import __version__
     from .base import PsaModel
 
@@ -59,6 +78,9 @@ def model_config(model: nn.Module) -> dict[str, Any]:
         "metadata": model.metadata.to_dict(),
         "torch_dtype": str(dtypes.pop()).removeprefix("torch."),
         "pretrained_cfg": timm_cfg,
+        "model_type": TRANSFORMERS_MODEL_TYPES[model.task],
+        "id2label": dict(enumerate(model.metadata.label_names)),
+        "label2id": {name: i for i, name in enumerate(model.metadata.label_names)},
     }
     return json.loads(json.dumps(config))  # tuples → lists; fails early naming what cannot be written
 
@@ -70,17 +92,22 @@ def read_config(path: str | Path) -> dict[str, Any]:
         config = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"{path} is not valid JSON ({error}); it is not a psa_zoo config.json") from None
+    check_record(config, str(path))
+    return config
+
+
+def check_record(config: Any, where: str) -> None:
+    """``ValueError`` unless ``config`` holds psa_zoo's record (``model_class``, a ``model_args`` object)."""
     required = ("model_class", "model_args")
-    missing = [k for k in required if not isinstance(config, dict) or k not in config]
+    missing = [k for k in required if not isinstance(config, Mapping) or k not in config]
     if missing:
         raise ValueError(
-            f"{path} has no {', '.join(missing)}: not a config.json written by psa_zoo's save_pretrained"
+            f"{where} has no {', '.join(missing)}: not a config.json written by psa_zoo's save_pretrained"
         )
     if not isinstance(config["model_args"], dict):
         raise ValueError(
-            f"{path}: model_args must be a JSON object, got {type(config['model_args']).__name__}"
+            f"{where}: model_args must be a JSON object, got {type(config['model_args']).__name__}"
         )
-    return config
 
 
 def _check_no_shared_storage(state: Mapping[str, torch.Tensor]) -> None:
@@ -119,20 +146,31 @@ def check_save_target(directory: Path, overwrite: bool) -> None:
 
 
 def save_pretrained(
-    model: nn.Module, save_directory: str | Path, model_card: str | None = None, overwrite: bool = False
+    model: nn.Module,
+    save_directory: str | Path,
+    model_card: str | None = None,
+    overwrite: bool = False,
+    *,
+    state_dict: Mapping[str, torch.Tensor] | None = None,
+    add_files: Callable[[Path], Mapping[str, Any]] | None = None,
 ) -> Path:
     """Write ``model.safetensors``, ``config.json`` and, when given, ``README.md`` into ``save_directory``.
 
     The folder appears whole or not at all (see the module docstring). A folder that already has entries
     is only replaced with ``overwrite=True``, and only when all it holds is a saved model. Files are
     written with mode 0644. Returns the directory; ``psa_zoo.from_pretrained(directory)`` rebuilds the model.
+
+    ``state_dict`` (the keys of ``model.state_dict()``, all of them) is saved instead of the model's own
+    tensors. ``add_files(folder)`` is called with the temporary folder before ``config.json`` is written:
+    it may write further files of :data:`MODEL_FILES` there and returns fields to add to ``config.json``
+    (not psa_zoo's own fields); the transformers wrappers add theirs this way.
     """
     from safetensors.torch import save_file
 
     directory = Path(save_directory)
     check_save_target(directory, overwrite)
     config = model_config(model)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in _state_to_save(model, state_dict).items()}
     _check_no_shared_storage(state)
     parent = directory.absolute().parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -143,6 +181,9 @@ def save_pretrained(
         metadata = {k: str(config[k]) for k in ("format_version", "model_class", "architecture")}
         save_file(state, weights, metadata={"format": "pt", **metadata})
         config["weights_sha256"] = file_sha256(weights)
+        if add_files is not None:
+            config = {**_added_fields(add_files(tmp), config), **config}
+            _check_added_files(tmp)
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         if model_card is not None:
             (tmp / README_NAME).write_text(model_card)
@@ -152,6 +193,36 @@ def save_pretrained(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
+
+
+def _state_to_save(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor] | None
+) -> Mapping[str, torch.Tensor]:
+    own = model.state_dict()
+    if state_dict is None:
+        return own
+    missing, unexpected = sorted(own.keys() - state_dict.keys()), sorted(state_dict.keys() - own.keys())
+    if missing or unexpected:
+        raise ValueError(
+            f"state_dict does not fit {type(model).__name__}: {len(missing)} missing {missing[:5]}, "
+            f"{len(unexpected)} unexpected {unexpected[:5]}; a saved folder holds every tensor of the model"
+        )
+    return state_dict
+
+
+def _added_fields(fields: Mapping[str, Any], record: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields ``add_files`` returned, refused when they would replace psa_zoo's record."""
+    fields = json.loads(json.dumps(dict(fields)))  # the JSON form, as the record (e.g. id2label's keys)
+    clash = sorted(k for k in fields if k in record and fields[k] != record[k])
+    if clash:
+        raise ValueError(f"added config fields {clash} differ from psa_zoo's record of the model")
+    return fields
+
+
+def _check_added_files(folder: Path) -> None:
+    foreign = sorted(p.name for p in folder.iterdir() if p.name not in MODEL_FILES)
+    if foreign:
+        raise ValueError(f"a saved folder holds only {', '.join(MODEL_FILES)}; add_files wrote {foreign}")
 
 
 def _finish_files(folder: Path) -> None:

@@ -1,16 +1,17 @@
-"""psa_zoo.hf: transformers configs and models, Auto registration, save/load round trips and remote code.
+"""psa_zoo.hf: transformers configs and models, Auto registration, the one saved format both psa_zoo and
+transformers read (cross-loading both ways, sha256, labels, dtype, overwrite rules), remote code and the Hub.
 
-Offline throughout (local directories, ``HF_HUB_OFFLINE``); small models (DeepLabV3+ MobileNetV2 on 65×65,
-HRNet-W18 and width-reduced HRNet / HRNet-OCR specs) keep the file fast.
+Offline throughout (local directories, ``HF_HUB_OFFLINE``; the Hub is a loopback server); small models
+(DeepLabV3+ MobileNetV2 on 65×65, HRNet-W18 and width-reduced HRNet / HRNet-OCR specs) keep the file fast.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import importlib
 import json
-import os
 import re
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -22,7 +23,8 @@ import torch.nn.functional as F
 pytest.importorskip("transformers", minversion="5.0")
 
 import huggingface_hub.constants
-from safetensors.torch import save_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -43,8 +45,10 @@ from psa_zoo.hf import (
     register_transformers,
 )
 from psa_zoo.labels import CITYSCAPES_CLASSES, COCO_KEYPOINTS, VOC_CLASSES
+from psa_zoo.metadata import ClassSet, KeypointSet
 from psa_zoo.models.backbones.hrnet import hrnet_spec
 from tests.conftest import REPO_ROOT
+from tests.models.test_hub import _FakeHub, _run_client
 
 # width-reduced HRNet trunk, as a JSON-serialisable spec (travels in config.json's model_kwargs)
 TINY_HRNET = hrnet_spec(
@@ -99,8 +103,9 @@ def test_seg_config_defaults_to_the_architectures_labels():
     city = PsaSegConfig(arch="hrnetv2_w48_ocr_psa_s")
     assert [city.id2label[i] for i in range(19)] == list(CITYSCAPES_CLASSES)
     assert PsaSegConfig().arch == "deeplabv3plus_r101_psa"
-    custom = PsaSegConfig(arch="deeplabv3plus_mbv2", num_labels=5)
-    assert custom.num_labels == 5 and custom.id2label[0] == "LABEL_0"
+    custom = PsaSegConfig(arch="deeplabv3plus_mbv2", num_labels=5)  # psa_zoo's generic names
+    assert custom.num_labels == 5 and custom.id2label[0] == "class_0" and custom.label2id["class_4"] == 4
+    assert custom.model_args["num_classes"] == 5 and custom.model_class == "DeepLabV3Plus"
 
 
 def test_pose_config_keypoints():
@@ -257,9 +262,8 @@ def test_seg_round_trip_through_auto_classes(tmp_path):
     model = _seg("deeplabv3plus_mbv2", attn="se")
     model.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
-    assert (
-        saved["model_type"] == "psa_seg" and saved["arch"] == "deeplabv3plus_mbv2" and saved["attn"] == "se"
-    )
+    assert saved["model_type"] == "psa_seg" and saved["architecture"] == "deeplabv3plus_mbv2"
+    assert saved["model_class"] == "DeepLabV3Plus" and saved["model_args"]["attn"] == "se"
     assert saved["architectures"] == ["PsaForSemanticSegmentation"]
     assert saved["id2label"]["15"] == "person" and saved["ignore_index"] == 255
     assert "auto_map" not in saved and not list(tmp_path.glob("*.py"))  # no remote code unless asked
@@ -280,8 +284,8 @@ def test_pose_round_trip_through_auto_classes(tmp_path):
     model = _tiny_pose(keypoint_names=[f"k{i}" for i in range(5)])
     model.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
-    assert saved["model_type"] == "psa_pose" and saved["arch"] == "hrnet_w18_psa_p"
-    assert saved["model_kwargs"]["spec"]["stage4"]["widths"] == [8, 16, 32, 64]
+    assert saved["model_type"] == "psa_pose" and saved["architecture"] == "hrnet_w18_psa_p"
+    assert saved["model_args"]["spec"]["stage4"]["widths"] == [8, 16, 32, 64]
     x = torch.randn(1, 3, 64, 48)
     with torch.no_grad():
         expected = model(x).heatmaps
@@ -296,13 +300,116 @@ def test_pose_round_trip_through_auto_classes(tmp_path):
             _assert_same_output(loaded(x).heatmaps, expected)
 
 
+# --- one saved format: psa_zoo's folder, read by both libraries ---------------------------------------------
+TOY_KEYPOINTS = KeypointSet(
+    "toy",
+    ("nose", "left_eye", "right_eye", "left_ear", "right_ear"),
+    skeleton=((0, 1), (0, 2), (1, 3), (2, 4)),
+    flip_pairs=((1, 2), (3, 4)),
+    sigmas=(0.026, 0.025, 0.025, 0.035, 0.035),
+)
+TOY_CLASSES = ClassSet("toy", ("sky", "road", "car"), palette=((0, 0, 255), (128, 64, 128), (0, 0, 142)))
+
+
+def _psa_pose() -> tuple[torch.nn.Module, torch.Tensor]:
+    """A psa_zoo pose model of its own labels (names, skeleton, flip pairs, OKS sigmas), and an input."""
+    model = psa_zoo.create_model("hrnet_w18_psa_p", spec=TINY_HRNET, num_classes=5).eval()
+    model.set_metadata(TOY_KEYPOINTS)
+    return model, torch.randn(1, 3, 64, 48)
+
+
+def _psa_seg() -> tuple[torch.nn.Module, torch.Tensor]:
+    """A psa_zoo segmentation model of its own classes (names, palette, ignore index 254), and an input."""
+    model = psa_zoo.create_model("deeplabv3plus_mbv2", num_classes=3).eval()
+    model.set_metadata(dataclasses.replace(TOY_CLASSES, ignore_index=254))
+    return model, torch.randn(1, 3, 65, 65)
+
+
+_FAMILIES = {
+    "pose": (_psa_pose, PsaForPoseEstimation, AutoModelForPoseEstimation),
+    "seg": (_psa_seg, PsaForSemanticSegmentation, AutoModelForSemanticSegmentation),
+}
+
+
+def _raw(output: ModelOutput) -> torch.Tensor:
+    return output.heatmaps if isinstance(output, PsaPoseEstimatorOutput) else output.logits
+
+
+@pytest.mark.parametrize("family", sorted(_FAMILIES))
+def test_a_folder_psa_zoo_saved_loads_through_transformers(tmp_path, family):
+    register_transformers()
+    build, wrapper, auto = _FAMILIES[family]
+    source, x = build()
+    source.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    with torch.no_grad():
+        expected = source(x)
+    for loader in (auto, wrapper):
+        loaded = loader.from_pretrained(tmp_path).eval()
+        assert type(loaded) is wrapper
+        _assert_same_state(loaded.model, source)  # every tensor bit-identical
+        assert loaded.model.metadata == source.metadata  # skeleton, flip pairs, sigmas, palette, ...
+        assert loaded.config.label_names == list(source.metadata.label_names)
+        assert loaded.config.label2id == {name: i for i, name in enumerate(source.metadata.label_names)}
+        with torch.no_grad():
+            assert torch.equal(_raw(loaded(x)), expected)
+    if family == "seg":  # the loss ignores what the metadata's classes call void
+        assert loaded.config.ignore_index == 254
+
+
+@pytest.mark.parametrize("family", sorted(_FAMILIES))
+def test_a_folder_the_wrapper_saved_loads_with_psa_zoo(tmp_path, family):
+    build, wrapper, _ = _FAMILIES[family]
+    source, x = build()
+    model = wrapper.from_pretrained(_saved(source, tmp_path / "source")).eval()
+    model.save_pretrained(tmp_path / "wrapped")
+    folder = tmp_path / "wrapped"
+
+    with safe_open(folder / "model.safetensors", framework="pt") as handle:
+        keys = set(handle.keys())
+    assert keys == set(source.state_dict())  # psa_zoo's keys: no "model." prefix
+    saved = json.loads((folder / "config.json").read_text())
+    assert saved["weights_sha256"] == hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    assert not {"arch", "attn", "model_kwargs", "dtype"} & saved.keys()  # one record, not two
+    assert saved["id2label"] == {str(i): name for i, name in enumerate(source.metadata.label_names)}
+    # both libraries read this one file: the same class, arguments and labels
+    config = wrapper.config_class.from_pretrained(folder)
+    assert (config.model_class, config.model_args) == (saved["model_class"], saved["model_args"])
+
+    loaded = psa_zoo.from_pretrained(folder)
+    assert type(loaded) is type(source)
+    _assert_same_state(loaded, source)
+    assert loaded.metadata == source.metadata
+    with torch.no_grad():
+        assert torch.equal(loaded(x), source(x))
+
+
+def _saved(model: torch.nn.Module, folder: Path) -> Path:
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_transformers_loads_check_the_recorded_sha256(tmp_path):
+    register_transformers()
+    source, _ = _psa_seg()
+    source.save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0x01  # inside the tensor data: safetensors itself would load it
+    weights.write_bytes(bytes(data))
+    for loader in (AutoModelForSemanticSegmentation, PsaForSemanticSegmentation):
+        with pytest.raises(ValueError, match="checksum mismatch"):
+            loader.from_pretrained(tmp_path)
+
+
 def test_psa_zoo_state_dict_without_prefix_loads(tmp_path):
-    # a checkpoint of psa_zoo's own keys (as psa_zoo.create_model saves them) beside a config.json
+    # a checkpoint of psa_zoo's own keys beside a config.json written by the config alone (no sha256)
     source = psa_zoo.create_model("hrnet_w18_psa_p", spec=TINY_HRNET)
     save_file(source.state_dict(), tmp_path / "model.safetensors", metadata={"format": "pt"})
     PsaPoseConfig(arch="hrnet_w18_psa_p", model_kwargs={"spec": TINY_HRNET}).save_pretrained(tmp_path)
     loaded = PsaForPoseEstimation.from_pretrained(tmp_path)
     _assert_same_state(loaded.model, source)
+    _assert_same_state(psa_zoo.from_pretrained(tmp_path), source)  # the config alone is psa_zoo's too
 
 
 def test_missing_head_gets_psa_zoo_initialisation_not_empty_memory(tmp_path):
@@ -310,14 +417,134 @@ def test_missing_head_gets_psa_zoo_initialisation_not_empty_memory(tmp_path):
     model.save_pretrained(tmp_path)
     loaded = PsaForSemanticSegmentation.from_pretrained(tmp_path, num_labels=4, ignore_mismatched_sizes=True)
     assert loaded.config.num_labels == 4
+    assert (
+        loaded.config.label_names
+        == list(loaded.model.metadata.label_names)
+        == [f"class_{i}" for i in range(4)]
+    )
+    _assert_classifier_reinitialised(loaded, model, 4)
+
+
+def _assert_classifier_reinitialised(loaded, model, num_classes: int) -> None:
     head_weight, head_bias = loaded.model.head.weight, loaded.model.head.bias
-    assert head_weight.shape == (4, 256, 1, 1)
+    assert head_weight.shape == (num_classes, 256, 1, 1)
     # psa_zoo initialises the 1×1 classifier Kaiming-normal (fan-in 256: std √(2/256) ≈ 0.088), bias 0
-    assert torch.isfinite(head_weight).all() and 0.05 < head_weight.std().item() < 0.13
-    assert torch.equal(head_bias, torch.zeros(4))
+    assert torch.isfinite(head_weight).all() and 0.04 < head_weight.std().item() < 0.14
+    assert torch.equal(head_bias, torch.zeros(num_classes))
     kept = {k: v for k, v in model.state_dict().items() if not k.startswith("model.head.")}
     loaded_sd = loaded.state_dict()
     assert all(torch.equal(loaded_sd[k], v) for k, v in kept.items())
+
+
+def test_new_labels_at_load_replace_only_the_classifier_and_reach_the_metadata(tmp_path):
+    register_transformers()
+    model = _seg()  # VOC's 21 classes
+    model.save_pretrained(tmp_path / "voc")
+    city = AutoModelForSemanticSegmentation.from_pretrained(
+        tmp_path / "voc",
+        id2label={0: "road", 1: "car"},
+        label2id={"road": 0, "car": 1},
+        ignore_mismatched_sizes=True,
+    )
+    assert city.model.num_classes == 2 and city.config.id2label == {0: "road", 1: "car"}
+    assert city.model.metadata.label_names == ("road", "car")
+    assert city.model.metadata.input_size == model.model.metadata.input_size  # the rest of the metadata kept
+    _assert_classifier_reinitialised(city, model, 2)
+    city.save_pretrained(tmp_path / "city")
+    reloaded = psa_zoo.from_pretrained(tmp_path / "city")
+    assert reloaded.num_classes == 2 and reloaded.metadata.label_names == ("road", "car")
+    # without ignore_mismatched_sizes, the trained 21-class head is not dropped silently
+    with pytest.raises(RuntimeError, match="ignore_mismatched_sizes"):
+        AutoModelForSemanticSegmentation.from_pretrained(tmp_path / "voc", id2label={0: "road", 1: "car"})
+
+
+def test_labels_changed_on_either_side_reach_the_saved_folder(tmp_path):
+    model = _tiny_pose(keypoint_names=list("abcde"))
+    model.config.id2label = dict(enumerate("vwxyz"))  # the transformers way
+    model.save_pretrained(tmp_path / "config_side")
+    assert psa_zoo.from_pretrained(tmp_path / "config_side").metadata.label_names == tuple("vwxyz")
+    model.model.set_metadata(KeypointSet("toy", tuple("pqrst")))  # the psa_zoo way
+    model.save_pretrained(tmp_path / "metadata_side")
+    saved = json.loads((tmp_path / "metadata_side" / "config.json").read_text())
+    assert [saved["id2label"][str(i)] for i in range(5)] == list("pqrst")
+    assert model.config.label2id == {name: i for i, name in enumerate("pqrst")}
+    model.config.id2label = {0: "only"}
+    with pytest.raises(ValueError, match=r"1 labels but the model has 5 outputs.*reset_classifier\(1\)"):
+        model.save_pretrained(tmp_path / "wrong_count")
+    assert not (tmp_path / "wrong_count").exists()
+
+
+def test_dtype_round_trips_through_both_loaders(tmp_path):
+    model = _tiny_pose().to(torch.bfloat16)
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["torch_dtype"] == "bfloat16"
+    loaded = PsaForPoseEstimation.from_pretrained(tmp_path)
+    assert loaded.dtype == torch.bfloat16
+    _assert_same_state(loaded, model)
+    assert {p.dtype for p in psa_zoo.from_pretrained(tmp_path).parameters()} == {torch.bfloat16}
+
+
+def test_saving_keeps_psa_zoos_overwrite_rules(tmp_path):
+    model = _tiny_pose()
+    model.save_pretrained(tmp_path / "model")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        model.save_pretrained(tmp_path / "model")
+    model.save_pretrained(tmp_path / "model", overwrite=True)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not part of a saved model"):
+        model.save_pretrained(tmp_path / "notes", overwrite=True)
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "notes"]  # no temporary folder left
+    with pytest.raises(ValueError, match="variant"):
+        model.save_pretrained(tmp_path / "fp16", variant="fp16")
+
+
+def test_state_dicts_with_the_prefix_save_and_psa_zoo_keys_load(tmp_path):
+    # Trainer saves with save_pretrained(dir, state_dict=model.state_dict()) and reloads checkpoints with
+    # model.load_state_dict(safetensors.torch.load_file(dir / "model.safetensors"), False)
+    torch.manual_seed(1)
+    trained = _tiny_pose()
+    torch.manual_seed(2)
+    model = _tiny_pose()
+    model.save_pretrained(tmp_path, state_dict=trained.state_dict())
+    _assert_same_state(psa_zoo.from_pretrained(tmp_path), trained.model)
+    result = model.load_state_dict(load_file(tmp_path / "model.safetensors"), False)
+    assert result.missing_keys == [] and result.unexpected_keys == []
+    _assert_same_state(model, trained)
+    with pytest.raises(ValueError, match="state_dict does not fit"):
+        model.save_pretrained(
+            tmp_path / "partial", state_dict={"model.conv1.weight": model.model.conv1.weight}
+        )
+
+
+def test_a_config_of_the_old_wrapper_format_says_what_to_do(tmp_path):
+    register_transformers()
+    old = _seg("deeplabv3plus_mbv2", attn="se")
+    save_file(old.state_dict(), tmp_path / "model.safetensors", metadata={"format": "pt"})  # "model." keys
+    old_config = {
+        "model_type": "psa_seg",
+        "arch": "deeplabv3plus_mbv2",
+        "attn": "se",
+        "model_kwargs": {},
+        "architectures": ["PsaForSemanticSegmentation"],
+        "id2label": {str(i): name for i, name in enumerate(VOC_CLASSES)},
+        "transformers_version": "5.0.0",
+    }
+    (tmp_path / "config.json").write_text(json.dumps(old_config))
+    expected = (
+        r"older psa_zoo\.hf.*PsaForSemanticSegmentation\(PsaSegConfig\(arch='deeplabv3plus_mbv2', attn='se'"
+    )
+    for load in (AutoConfig.from_pretrained, AutoModelForSemanticSegmentation.from_pretrained):
+        with pytest.raises(ValueError, match=expected):
+            load(tmp_path)
+    # the conversion the message describes
+    converted = PsaForSemanticSegmentation(
+        PsaSegConfig(arch="deeplabv3plus_mbv2", attn="se", model_kwargs={}, id2label=old_config["id2label"])
+    )
+    converted.load_state_dict(load_file(tmp_path / "model.safetensors"))
+    converted.save_pretrained(tmp_path / "converted")
+    _assert_same_state(psa_zoo.from_pretrained(tmp_path / "converted"), old.model)
 
 
 # --- remote code --------------------------------------------------------------------------------------------
@@ -332,7 +559,7 @@ _REMOTE_SCRIPT = textwrap.dedent(
     from safetensors.torch import load_file
     from transformers import AutoModelForPoseEstimation, AutoModelForSemanticSegmentation
 
-    seg_dir, pose_dir, tensors = sys.argv[1:4]
+    seg_dir, pose_dir, tensors, saved_dir = sys.argv[1:5]
     t = load_file(tensors)
     try:
         AutoModelForSemanticSegmentation.from_pretrained(seg_dir, trust_remote_code=False)
@@ -343,7 +570,24 @@ _REMOTE_SCRIPT = textwrap.dedent(
     pose = AutoModelForPoseEstimation.from_pretrained(pose_dir, trust_remote_code=True).eval()
     with torch.no_grad():
         seg_out, pose_out = seg(t["seg_x"]), pose(t["pose_x"])
+
+    # the Hub (a loopback server): push the remote-code model, load it back through both libraries
+    url = pose.push_to_hub("someone/hf-pushed", token="test-token")  # transformers' PushToHubMixin
+    pose.save_pretrained(saved_dir, push_to_hub=True, repo_id="someone/hf-saved", token="test-token")
+    by_transformers = AutoModelForPoseEstimation.from_pretrained("someone/hf-pushed", trust_remote_code=True)
+    with torch.no_grad():
+        hub_psa_zoo = psa_zoo.from_pretrained("someone/hf-pushed")(t["pose_x"])
+        hub_transformers = by_transformers.eval()(t["pose_x"]).heatmaps
+    try:
+        type(pose).from_pretrained("someone/corrupted")
+        corrupted = "loaded"
+    except ValueError as err:
+        corrupted = str(err)
     print(json.dumps({
+        "hub_url": str(url),
+        "hub_psa_zoo_equal": torch.equal(hub_psa_zoo, pose_out.heatmaps),
+        "hub_transformers_equal": torch.equal(hub_transformers, pose_out.heatmaps),
+        "corrupted": corrupted,
         "refused_without_trust": refused,
         "seg_class": f"{type(seg).__module__}.{type(seg).__name__}",
         "pose_class": f"{type(pose).__module__}.{type(pose).__name__}",
@@ -356,7 +600,7 @@ _REMOTE_SCRIPT = textwrap.dedent(
 )
 
 
-def test_remote_code_loads_without_registration_in_a_fresh_process(tmp_path, monkeypatch):
+def test_remote_code_and_the_hub_in_a_fresh_process(tmp_path, monkeypatch):
     # prepare_remote_code registers per class: undo it when the test ends
     for cls in (PsaForSemanticSegmentation, PsaForPoseEstimation, PsaSegConfig, PsaPoseConfig):
         monkeypatch.setattr(cls, "_auto_class", None)
@@ -373,6 +617,8 @@ def test_remote_code_loads_without_registration_in_a_fresh_process(tmp_path, mon
         "modeling_psa.PsaForPoseEstimation"
     )
     assert {p.name for p in seg_dir.glob("*.py")} == {"configuration_psa.py", "modeling_psa.py"}
+    prepare_remote_code(seg).save_pretrained(seg_dir, overwrite=True)  # the code files belong to the folder
+    _assert_same_state(psa_zoo.from_pretrained(seg_dir), seg.model)  # psa_zoo reads it as its own
 
     seg_x, pose_x = torch.randn(1, 3, 65, 65), torch.randn(1, 3, 64, 48)
     with torch.no_grad():
@@ -380,27 +626,23 @@ def test_remote_code_loads_without_registration_in_a_fresh_process(tmp_path, mon
         expected["pose_heatmaps"] = pose(pose_x).heatmaps
     save_file(expected, tmp_path / "tensors.safetensors")
 
-    package_root = Path(psa_zoo.__file__).resolve().parents[1]
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "HF_HOME": str(tmp_path / "hf_home"),  # the dynamic-module cache goes here, not to ~/.cache
-        "HF_MODULES_CACHE": str(tmp_path / "hf_modules"),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(package_root), os.environ.get("PYTHONPATH")])),
-    }
-    script = [
-        sys.executable,
-        "-c",
-        _REMOTE_SCRIPT,
-        str(seg_dir),
-        str(pose_dir),
-        str(tmp_path / "tensors.safetensors"),
-    ]
-    proc = subprocess.run(
-        script, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300, check=False
+    # a Hub repository whose weights have one flipped bit: refused through transformers too
+    corrupted = _saved(_psa_pose()[0], tmp_path / "corrupted")
+    weights = bytearray((corrupted / "model.safetensors").read_bytes())
+    weights[-3] ^= 0x01
+    commit = "c" * 40
+    hub = _FakeHub(
+        files={
+            ("someone/corrupted", commit, "config.json"): (corrupted / "config.json").read_bytes(),
+            ("someone/corrupted", commit, "model.safetensors"): bytes(weights),
+        },
+        refs={("someone/corrupted", "main"): commit},
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # the dynamic-module cache, not ~/.cache
+    monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "hf_modules"))
+    args = (str(seg_dir), str(pose_dir), str(tmp_path / "tensors.safetensors"), str(tmp_path / "saved"))
+    result = _run_client(hub, tmp_path, _REMOTE_SCRIPT, *args)
+
     assert result["refused_without_trust"]
     assert result["seg_class"].startswith("transformers_modules.")  # the copied code, not psa_zoo.hf
     assert result["seg_class"].endswith("modeling_psa.PsaForSemanticSegmentation")
@@ -408,6 +650,19 @@ def test_remote_code_loads_without_registration_in_a_fresh_process(tmp_path, mon
     assert result["seg_output"] == "SemanticSegmenterOutput"
     assert result["seg_max_diff"] <= 1e-6 and result["pose_max_diff"] <= 1e-6  # see _assert_same_output
     assert not result["hf_imported"]
+
+    assert "/someone/hf-pushed/commit/" in result["hub_url"]
+    code = {"configuration_psa.py", "modeling_psa.py"}
+    for repo_id in (
+        "someone/hf-pushed",
+        "someone/hf-saved",
+    ):  # push_to_hub; save_pretrained(push_to_hub=True)
+        uploaded = {path for (repo, _, path) in hub.files if repo == repo_id}
+        assert uploaded == {"config.json", "model.safetensors", "README.md", *code}
+    saved = {path: data for (repo, _, path), data in hub.files.items() if repo == "someone/hf-saved"}
+    assert saved["model.safetensors"] == (tmp_path / "saved" / "model.safetensors").read_bytes()
+    assert result["hub_psa_zoo_equal"] and result["hub_transformers_equal"]
+    assert "checksum mismatch" in result["corrupted"]
 
 
 def test_prepare_remote_code_rejects_other_models():
