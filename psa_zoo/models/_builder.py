@@ -102,15 +102,6 @@ def attach_cfg(model: nn.Module, cfg: PretrainedCfg, labels: Any = None) -> None
     _initial_metadata(model, cfg, labels)
 
 
-def _check_drop_path(kwargs: dict, name: str) -> None:
-    rate = kwargs.pop("drop_path_rate", None)
-    if rate:  # None / 0.0: no stochastic depth, the official recipes' setting
-        raise ValueError(
-            f"{name}: drop_path_rate={rate!r} (stochastic depth) is not supported by psa_zoo's backbones "
-            "yet; use drop_rate (dropout before the head) or leave drop_path_rate unset"
-        )
-
-
 def _feature_net(model: nn.Module, name: str, out_indices: Any, feature_cls: Any) -> nn.Module:
     """timm's ``features_only=True``: the model's trunk (HRNet pose: the model itself; the other families:
     their ``backbone``, without the decoder or head) behind timm's ``FeatureGetterNet``, which returns the
@@ -128,7 +119,8 @@ def _feature_net(model: nn.Module, name: str, out_indices: Any, feature_cls: Any
     indices = tuple(range(levels)) if out_indices is None else out_indices
     take_indices(levels, indices)  # out-of-range indices: a clear ValueError now, not at the first forward
     net = FeatureGetterNet(trunk, out_indices=indices, prune=False)
-    net.pretrained_cfg, net.psa_cfg = getattr(model, "pretrained_cfg", None), getattr(model, "psa_cfg", None)
+    net.pretrained_cfg = net.default_cfg = getattr(model, "pretrained_cfg", None)
+    net.psa_cfg = getattr(model, "psa_cfg", None)
     return net
 
 
@@ -143,8 +135,7 @@ def build_model(
     (``num_classes`` follows from them when not given), ``cache_dir``, ``local_files_only``,
     ``force_download``, ``device``, ``dtype``, and timm's ``features_only`` / ``out_indices`` /
     ``feature_cls`` (:func:`_feature_net`). ``attn="none"`` means ``attn=None`` (``timm.create_model``
-    drops None-valued kwargs). Of timm's keywords, ``drop_rate`` is a model argument; ``drop_path_rate``
-    is accepted when 0.
+    drops None-valued kwargs). timm's ``drop_rate`` and ``drop_path_rate`` are model arguments.
     """
     kwargs = {
         k: v for k, v in kwargs.items() if not (v is None and k in ("cache_dir", "pretrained_cfg_overlay"))
@@ -155,7 +146,6 @@ def build_model(
     download = {k: kwargs.pop(k) for k in _DOWNLOAD_KWARGS if k in kwargs}
     device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
     pretrained_backbone = kwargs.pop("pretrained_backbone", False)
-    _check_drop_path(kwargs, name)
     features_only = kwargs.pop("features_only", False)
     out_indices, feature_cls = kwargs.pop("out_indices", None), kwargs.pop("feature_cls", None)
     labels = _labels_from_kwargs(kwargs)

@@ -21,13 +21,14 @@ import dataclasses
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch.fx
 from torch import nn
 
 from ..layers._helpers import check_positive_int
 from ..metadata import ClassSet, KeypointSet, ModelMetadata
 from ._pretrained import PretrainedCfg
 
-__all__ = ["PsaModel", "check_drop_rate", "to_json_value"]
+__all__ = ["PsaModel", "check_drop_rate", "to_json_value", "wants_dict"]
 
 
 def to_json_value(value: Any, name: str = "argument") -> Any:
@@ -46,6 +47,15 @@ def to_json_value(value: Any, name: str = "argument") -> Any:
     raise ValueError(
         f"{name}={value!r} cannot be saved in config.json; pass a registered name or plain values instead"
     )
+
+
+def wants_dict(return_dict: Any) -> bool:
+    """Whether a forward returns its named output; a ``torch.fx`` proxy counts as False.
+
+    Plain ``torch.fx.symbolic_trace(model)`` makes every forward argument a proxy, ``return_dict`` too,
+    and Python cannot branch on one; the traced graph then returns the tensor of ``model(x)``.
+    """
+    return False if isinstance(return_dict, torch.fx.Proxy) else bool(return_dict)
 
 
 def check_drop_rate(value: Any, name: str = "drop_rate") -> float:
@@ -153,6 +163,16 @@ class PsaModel(nn.Module):
         raise NotImplementedError
 
     @property
+    def head_hidden_size(self) -> int:
+        """Channels of the classifier's input, i.e. of ``forward_head(..., pre_logits=True)`` (timm API)."""
+        return self.num_features
+
+    def feature_size(self, input_size: tuple[int, int]) -> tuple[int, int] | None:
+        """(h, w) of the ``forward_features`` map for an input (H, W); timm's ``pool_size`` at the default
+        input size. None where a family does not say (every psa_zoo family does)."""
+        return None
+
+    @property
     def ddp_find_unused_parameters(self) -> bool:
         """Whether a plain training forward leaves parameters without gradients (DDP must then be built
         with ``find_unused_parameters=True``)."""
@@ -175,7 +195,7 @@ class PsaModel(nn.Module):
             "std": meta.std,
             "num_classes": self.num_classes,
             "label_names": meta.label_names,
-            "pool_size": None,
+            "pool_size": self.feature_size(tuple(meta.input_size[1:])),  # the dense map, no pooling
             "first_conv": self.first_conv_name,
             "classifier": self.classifier_name,
         }

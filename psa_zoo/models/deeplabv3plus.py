@@ -35,6 +35,7 @@ Attention (``attn``) goes into the encoder's residual blocks (see ``backbones/re
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +49,7 @@ from ..layers._helpers import check_positive_int
 from .backbones._common import init_trunk_weights
 from .backbones.mobilenetv2 import MobileNetV2
 from .backbones.resnet import ResNet
-from .base import PsaModel, check_drop_rate, to_json_value
+from .base import PsaModel, check_drop_rate, to_json_value, wants_dict
 from .outputs import SegmentationOutput
 
 __all__ = ["ASPP", "ASPP_RATES", "DEEPLAB_ENCODERS", "DeepLabV3Plus", "DeepLabV3PlusDecoder"]
@@ -178,6 +179,8 @@ class DeepLabV3Plus(PsaModel):
         drop_rate: dropout before the final 1×1 conv (timm's ``drop_rate``; 0 as VainF).
         aspp_dropout: dropout after the ASPP projection (0.1 as VainF; 0 makes training deterministic
             across process counts, since each process draws its own dropout masks).
+        drop_path_rate: stochastic depth of the encoder's residual blocks, linear in depth from 0 to this
+            (timm's ``drop_path_rate``; 0 in the official recipes).
 
     Shapes: ``forward(x)``: [N, in_chans, H, W] → logits [N, K, H, W] for any H, W;
     ``forward(x, return_dict=True)`` → :class:`SegmentationOutput` (``aux_logits`` and ``scale_attn`` None).
@@ -203,6 +206,7 @@ class DeepLabV3Plus(PsaModel):
         encoder_kwargs: dict | None = None,
         drop_rate: float = 0.0,
         aspp_dropout: float = 0.1,
+        drop_path_rate: float = 0.0,
     ):
         super().__init__()
         if encoder not in DEEPLAB_ENCODERS:
@@ -223,8 +227,10 @@ class DeepLabV3Plus(PsaModel):
             output_stride=output_stride,
             attn=attn,
             attn_kwargs=attn_kwargs,
+            drop_path_rate=drop_path_rate,
             **{**spec.kwargs, **(encoder_kwargs or {})},
         )
+        self.drop_path_rate = self.backbone.drop_path_rate
         info = self.backbone.feature_info
         self.decoder = DeepLabV3PlusDecoder(
             info[LOW_LEVEL_INDEX]["num_chs"],
@@ -260,6 +266,7 @@ class DeepLabV3Plus(PsaModel):
             "encoder_kwargs": to_json_value(self.encoder_kwargs, "encoder_kwargs"),
             "drop_rate": self.drop_rate,
             "aspp_dropout": self.aspp_dropout,
+            "drop_path_rate": self.drop_path_rate,
         }
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -270,15 +277,29 @@ class DeepLabV3Plus(PsaModel):
         )
         return self.decoder(low, high)
 
+    def feature_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        """The stride-4 low-level map's (h, w): two stride-2 layers, each rounding up; VainF's fixed-padding
+        MobileNetV2 stem (no padding) rounds ``(H − 1) / 2`` down instead."""
+        fixed_stem = getattr(self.backbone, "padding", None) == "fixed"
+        first = [(v - 1) // 2 if fixed_stem else math.ceil(v / 2) for v in input_size]
+        return tuple(math.ceil(v / 2) for v in first)  # type: ignore[return-value]
+
     def forward_head(
-        self, features: torch.Tensor, output_size: tuple[int, int] | None = None, return_dict: bool = False
+        self,
+        features: torch.Tensor,
+        output_size: tuple[int, int] | None = None,
+        return_dict: bool = False,
+        pre_logits: bool = False,
     ) -> torch.Tensor | SegmentationOutput:
         """Decoder features [N, 256, h, w] → logits [N, K, H, W], resized bilinearly to ``output_size``
-        (no resize when None)."""
+        (no resize when None); ``pre_logits``: the head's input [N, 256, h, w] (after ``drop_rate``'s
+        dropout, not resized)."""
+        if pre_logits:
+            return self.head_drop(features)
         logits = self.head(self.head_drop(features))
         if output_size is not None:
             logits = F.interpolate(logits, size=output_size, mode="bilinear", align_corners=False)
-        return SegmentationOutput(logits=logits) if return_dict else logits
+        return SegmentationOutput(logits=logits) if wants_dict(return_dict) else logits
 
     def forward(self, x: torch.Tensor, return_dict: bool = False) -> torch.Tensor | SegmentationOutput:
         """x: [N, in_chans, H, W] → logits [N, num_classes, H, W] (or :class:`SegmentationOutput`)."""

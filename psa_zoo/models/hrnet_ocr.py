@@ -30,6 +30,7 @@ Sub-module names are the official NVIDIA ones, so an NVIDIA/PSA checkpoint maps 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -40,7 +41,7 @@ from torch import nn
 from ..labels import CITYSCAPES_CLASS_SET
 from ..layers._helpers import check_positive_int
 from .backbones.hrnet import HRNet, HRNetSpec
-from .base import PsaModel, check_drop_rate, to_json_value
+from .base import PsaModel, check_drop_rate, to_json_value, wants_dict
 from .hrnet_pose import hrnet_spec_value
 from .outputs import SegmentationOutput
 
@@ -151,14 +152,18 @@ class OcrHead(nn.Module):
             nn.Conv2d(in_channels, num_classes, 1),
         )
 
+    def forward_features(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """feats [N, C_in, h, w] → aux [N, K, h, w] (soft object regions), OCR features [N, mid, h, w]."""
+        pixels = self.conv3x3_ocr(feats)
+        aux = self.aux_head(feats)
+        return aux, self.ocr_distri_head(pixels, self.ocr_gather_head(pixels, aux))
+
     def forward(
         self, feats: torch.Tensor, head_drop: nn.Module | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """feats [N, C_in, h, w] → cls [N, K, h, w], aux [N, K, h, w], OCR features [N, mid, h, w];
         ``head_drop`` (the model's ``drop_rate``) runs before ``cls_head``."""
-        pixels = self.conv3x3_ocr(feats)
-        aux = self.aux_head(feats)
-        ocr_feats = self.ocr_distri_head(pixels, self.ocr_gather_head(pixels, aux))
+        aux, ocr_feats = self.forward_features(feats)
         cls_in = head_drop(ocr_feats) if head_drop is not None else ocr_feats
         return self.cls_head(cls_in), aux, ocr_feats
 
@@ -200,6 +205,8 @@ class HRNetOCR(PsaModel):
         align_corners: ``align_corners`` of every bilinear resize (trunk fuse layers, branch concatenation,
             logits to the input size): False in NVIDIA's code, True in HRNet/HRNet-Semantic-Segmentation's.
         drop_rate: dropout before the class head (timm's ``drop_rate``; 0 in the official code).
+        drop_path_rate: stochastic depth of the trunk's residual blocks, linear in depth from 0 to this
+            (timm's ``drop_path_rate``; 0 in the official recipes).
 
     ``forward(x)`` → logits [N, K, H, W] at the input size (one scale; a plain tensor, export-friendly).
     ``forward(x, return_dict=True)`` → :class:`SegmentationOutput` with ``logits``, ``aux_logits`` (soft
@@ -228,6 +235,7 @@ class HRNetOCR(PsaModel):
         dropout: float = 0.05,
         align_corners: bool = False,
         drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
     ):
         super().__init__()
         check_positive_int(num_classes, "num_classes", type(self).__name__)
@@ -240,8 +248,15 @@ class HRNetOCR(PsaModel):
         self.align_corners = bool(align_corners)
         fuse_upsample = "bilinear_align_corners" if self.align_corners else "bilinear"
         self.backbone = HRNet(
-            spec, attn, attn_kwargs, in_chans=in_chans, fuse_upsample=fuse_upsample, multi_scale_output=True
+            spec,
+            attn,
+            attn_kwargs,
+            in_chans=in_chans,
+            fuse_upsample=fuse_upsample,
+            multi_scale_output=True,
+            drop_path_rate=drop_path_rate,
         )
+        self.drop_path_rate = self.backbone.drop_path_rate
         self.in_chans = in_chans
         self.num_features = sum(self.backbone.spec.stage4.out_channels)
         self.ocr = OcrHead(self.num_features, num_classes, ocr_mid_channels, ocr_key_channels, dropout)
@@ -275,6 +290,7 @@ class HRNetOCR(PsaModel):
             "dropout": self.dropout,
             "align_corners": self.align_corners,
             "drop_rate": self.drop_rate,
+            "drop_path_rate": self.drop_path_rate,
         }
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -284,15 +300,32 @@ class HRNetOCR(PsaModel):
         size = branches[0].shape[-2:]
         return torch.cat([branches[0]] + [_resize(b, size, self.align_corners) for b in branches[1:]], dim=1)
 
+    @property
+    def head_hidden_size(self) -> int:
+        """Channels of the OCR features that ``ocr.cls_head`` reads (``ocr_mid_channels``)."""
+        return self.ocr_mid_channels
+
+    def feature_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        """Stride 4: the trunk's two stride-2 stem convs, each rounding up."""
+        return tuple(math.ceil(math.ceil(v / 2) / 2) for v in input_size)  # type: ignore[return-value]
+
     def forward_head(
-        self, features: torch.Tensor, output_size: tuple[int, int] | None = None, return_dict: bool = False
+        self,
+        features: torch.Tensor,
+        output_size: tuple[int, int] | None = None,
+        return_dict: bool = False,
+        pre_logits: bool = False,
     ) -> torch.Tensor | SegmentationOutput:
         """Trunk features [N, C, h, w] → logits [N, K, H, W] resized to ``output_size`` (no resize when
-        None), or :class:`SegmentationOutput` with the auxiliary logits and the scale attention."""
+        None), or :class:`SegmentationOutput` with the auxiliary logits and the scale attention;
+        ``pre_logits``: the input of ``ocr.cls_head`` [N, ocr_mid_channels, h, w] (after ``drop_rate``'s
+        dropout, not resized)."""
+        if pre_logits:
+            return self.head_drop(self.ocr.forward_features(features)[1])
         cls, aux, ocr_feats = self.ocr(features, self.head_drop)
         size = output_size if output_size is not None else cls.shape[-2:]
         logits = _resize(cls, size, self.align_corners)
-        if not return_dict:
+        if not wants_dict(return_dict):
             return logits
         scale_attn = None
         if self.scale_attn is not None:

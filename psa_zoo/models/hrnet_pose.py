@@ -22,7 +22,7 @@ from torch import nn
 from ..labels import COCO_KEYPOINT_SET
 from ..layers._helpers import check_positive_int
 from .backbones.hrnet import HRNET_PRESETS, HRNet, HRNetSpec
-from .base import PsaModel, check_drop_rate, to_json_value
+from .base import PsaModel, check_drop_rate, to_json_value, wants_dict
 from .outputs import PoseOutput
 
 __all__ = ["HRNetPose", "hrnet_spec_value"]
@@ -44,11 +44,14 @@ class HRNetPose(HRNet, PsaModel):
         attn_kwargs: keyword arguments bound to ``attn``.
         in_chans: input channels.
         drop_rate: dropout before the heatmap layer (timm's ``drop_rate``; 0 in the official recipes).
+        drop_path_rate: stochastic depth of the trunk's residual blocks, linear in depth from 0 to this
+            (timm's ``drop_path_rate``; 0 in the official recipes).
 
     Forward: x [N, in_chans, H, W] → raw heatmaps [N, K, ⌈H/4⌉, ⌈W/4⌉] (e.g. 256×192 → 64×48); no flip
-    test or decoding; ``return_dict=True`` gives :class:`PoseOutput`. The trunk API of :class:`HRNet`
-    (``forward_features``, ``forward_intermediates``, ``feature_info``) is inherited; its single trunk
-    output is the input of ``final_layer``.
+    test or decoding; ``return_dict=True`` gives :class:`PoseOutput`. ``forward_features`` gives the single
+    trunk output [N, C, ⌈H/4⌉, ⌈W/4⌉], the input of ``final_layer``; ``forward_intermediates`` and
+    ``feature_info`` (the stem, that map and the coarser branch maps of the last module) come from
+    :class:`HRNet`.
     """
 
     task = "pose"
@@ -66,9 +69,16 @@ class HRNetPose(HRNet, PsaModel):
         attn_kwargs: dict | None = None,
         in_chans: int = 3,
         drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
     ):
         super().__init__(
-            spec, attn, attn_kwargs, in_chans=in_chans, fuse_upsample="nearest", multi_scale_output=False
+            spec,
+            attn,
+            attn_kwargs,
+            in_chans=in_chans,
+            fuse_upsample="nearest",
+            multi_scale_output=False,
+            drop_path_rate=drop_path_rate,
         )
         check_positive_int(num_classes, "num_classes (keypoints)", type(self).__name__)
         self.attn, self.attn_kwargs = attn, attn_kwargs
@@ -97,6 +107,7 @@ class HRNetPose(HRNet, PsaModel):
             "attn_kwargs": to_json_value(self.attn_kwargs, "attn_kwargs"),
             "in_chans": self.in_chans,
             "drop_rate": self.drop_rate,
+            "drop_path_rate": self.drop_path_rate,
         }
 
     @staticmethod
@@ -104,12 +115,31 @@ class HRNetPose(HRNet, PsaModel):
         """Heatmap (h, w) for an input (H, W): (⌈H/4⌉, ⌈W/4⌉)."""
         return math.ceil(input_size[0] / 4), math.ceil(input_size[1] / 4)
 
+    def feature_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        return self.output_size(input_size)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """x [N, in_chans, H, W] → trunk output [N, num_features, ⌈H/4⌉, ⌈W/4⌉]."""
+        return super().forward_features(x)[0]
+
+    def forward_intermediates(self, x: torch.Tensor, *args, **kwargs):  # type: ignore[override]
+        """:meth:`HRNet.forward_intermediates`, whose final output is this model's ``forward_features``
+        tensor (the stride-4 trunk output) instead of the trunk's one-element list."""
+        out = super().forward_intermediates(x, *args, **kwargs)
+        if isinstance(out, tuple):
+            feats, intermediates = out
+            return (feats[0] if feats else feats), intermediates
+        return out
+
     def forward_head(
-        self, features: list[torch.Tensor], return_dict: bool = False
+        self, features: torch.Tensor, return_dict: bool = False, pre_logits: bool = False
     ) -> torch.Tensor | PoseOutput:
-        """Trunk output list (one map [N, C, H/4, W/4]) → heatmaps [N, K, H/4, W/4]."""
-        heatmaps = self.final_layer(self.head_drop(features[0]))
-        return PoseOutput(heatmaps=heatmaps, features=features[0]) if return_dict else heatmaps
+        """Trunk output [N, C, H/4, W/4] → heatmaps [N, K, H/4, W/4] (or :class:`PoseOutput`);
+        ``pre_logits``: the input of ``final_layer`` [N, C, H/4, W/4] (after ``drop_rate``'s dropout)."""
+        if pre_logits:
+            return self.head_drop(features)
+        heatmaps = self.final_layer(self.head_drop(features))
+        return PoseOutput(heatmaps=heatmaps, features=features) if wants_dict(return_dict) else heatmaps
 
     def forward(self, x: torch.Tensor, return_dict: bool = False) -> torch.Tensor | PoseOutput:
         """x [N, in_chans, H, W] → heatmaps [N, num_classes, ⌈H/4⌉, ⌈W/4⌉] (or :class:`PoseOutput`)."""

@@ -28,7 +28,7 @@ from ..labels import COCO_KEYPOINT_SET
 from ..layers._helpers import check_positive_int
 from .backbones._common import init_trunk_weights
 from .backbones.resnet import RESNET_PRESETS, ResNet
-from .base import PsaModel, check_drop_rate, to_json_value
+from .base import PsaModel, check_drop_rate, to_json_value, wants_dict
 from .outputs import PoseOutput
 
 __all__ = ["SimpleBaseline"]
@@ -48,6 +48,8 @@ class SimpleBaseline(PsaModel):
         in_chans: input channels.
         deconv_channels: output channels of the deconvolution layers (official: three of 256).
         drop_rate: dropout before the heatmap layer (timm's ``drop_rate``; 0 in the official recipes).
+        drop_path_rate: stochastic depth of the trunk's residual blocks, linear in depth from 0 to this
+            (timm's ``drop_path_rate``; 0 in the official recipes).
 
     Shapes: ``forward(x)``: [N, in_chans, H, W] → heatmaps [N, K, 8·⌈H/32⌉, 8·⌈W/32⌉], i.e. [N, K, H/4, W/4]
     for H, W divisible by 32 (256×192 → 64×48); ``return_dict=True`` gives :class:`PoseOutput`.
@@ -69,6 +71,7 @@ class SimpleBaseline(PsaModel):
         in_chans: int = 3,
         deconv_channels: Sequence[int] = (256, 256, 256),
         drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
     ):
         super().__init__()
         if depth not in RESNET_PRESETS:
@@ -85,7 +88,15 @@ class SimpleBaseline(PsaModel):
         self.attn, self.attn_kwargs = attn, attn_kwargs
         self.deconv_channels = deconv_channels
         self.drop_rate = check_drop_rate(drop_rate)
-        self.backbone = ResNet(depth, in_chans=in_chans, output_stride=32, attn=attn, attn_kwargs=attn_kwargs)
+        self.backbone = ResNet(
+            depth,
+            in_chans=in_chans,
+            output_stride=32,
+            attn=attn,
+            attn_kwargs=attn_kwargs,
+            drop_path_rate=drop_path_rate,
+        )
+        self.drop_path_rate = self.backbone.drop_path_rate
         layers, in_chs = [], self.backbone.num_features
         for out_chs in deconv_channels:
             deconv = nn.ConvTranspose2d(
@@ -124,6 +135,7 @@ class SimpleBaseline(PsaModel):
             "in_chans": self.in_chans,
             "deconv_channels": list(self.deconv_channels),
             "drop_rate": self.drop_rate,
+            "drop_path_rate": self.drop_path_rate,
         }
 
     def output_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
@@ -135,10 +147,18 @@ class SimpleBaseline(PsaModel):
         """x: [N, in_chans, H, W] → deconvolved features [N, num_features, 8·⌈H/32⌉, 8·⌈W/32⌉]."""
         return self.deconv_layers(self.backbone.forward_features(x))
 
-    def forward_head(self, features: torch.Tensor, return_dict: bool = False) -> torch.Tensor | PoseOutput:
-        """Deconvolved features → heatmaps [N, num_classes, h, w] (or :class:`PoseOutput`)."""
+    def feature_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        return self.output_size(input_size)
+
+    def forward_head(
+        self, features: torch.Tensor, return_dict: bool = False, pre_logits: bool = False
+    ) -> torch.Tensor | PoseOutput:
+        """Deconvolved features → heatmaps [N, num_classes, h, w] (or :class:`PoseOutput`);
+        ``pre_logits``: the input of ``final_layer`` (after ``drop_rate``'s dropout)."""
+        if pre_logits:
+            return self.head_drop(features)
         heatmaps = self.final_layer(self.head_drop(features))
-        return PoseOutput(heatmaps=heatmaps, features=features) if return_dict else heatmaps
+        return PoseOutput(heatmaps=heatmaps, features=features) if wants_dict(return_dict) else heatmaps
 
     def forward(self, x: torch.Tensor, return_dict: bool = False) -> torch.Tensor | PoseOutput:
         """x: [N, in_chans, H, W] → heatmaps [N, num_classes, 8·⌈H/32⌉, 8·⌈W/32⌉]."""

@@ -94,11 +94,11 @@ def test_fx_symbolic_trace_matches_eager(model_of, name):
         assert traced(torch.zeros(0, 3, 64, 64)).shape == (0, *MODELS[name][1])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=torch.fx.proxy.TraceError,
-    reason="psa_zoo/models/hrnet_pose.py: forward_head branches on return_dict, which plain symbolic_trace "
-    "makes a proxy (works with concrete_args={'return_dict': False})",
-)
-def test_plain_fx_symbolic_trace_of_a_pose_model(model_of):
-    torch.fx.symbolic_trace(model_of("hrnet_tiny_psa_s"))  # HRNetPose, as create_model("hrnet_w18_psa_p")
+@pytest.mark.parametrize("name", PARAMS)
+def test_plain_fx_symbolic_trace_returns_the_tensor_output(model_of, name):
+    """Without ``concrete_args`` fx makes ``return_dict`` a proxy too; the graph is that of ``model(x)``."""
+    model = model_of(name)
+    traced = torch.fx.symbolic_trace(model)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(traced(x), model(x), rtol=0, atol=0)

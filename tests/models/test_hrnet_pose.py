@@ -45,7 +45,11 @@ def test_heatmaps_are_at_quarter_resolution(hw):
     with torch.no_grad():
         heatmaps = model(torch.randn(2, 3, *hw))
     assert heatmaps.shape == (2, 5, -(-hw[0] // 4), -(-hw[1] // 4))
-    assert len(model.feature_info) == 2  # stem + the single highest-resolution trunk output
+    # the stem, the trunk output (stride 4), then the last module's coarser branches before its fuse
+    assert [i["reduction"] for i in model.feature_info] == [2, 4, 8, 16, 32]
+    assert [i["module"] for i in model.feature_info][1:] == ["stage4"] + [
+        f"stage4.0.branches.{b}" for b in (1, 2, 3)
+    ]
 
 
 def test_the_pose_trunk_fuses_into_branch_zero_only():
@@ -97,3 +101,23 @@ def test_training_step_reaches_every_parameter_including_attention():
     model(torch.randn(2, 3, 64, 48)).square().mean().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert missing == []
+
+
+def test_coarser_feature_levels_are_the_last_modules_branch_maps():
+    model = HRNetPose(TINY).eval()
+    x = torch.randn(1, 3, 64, 48)
+    with torch.no_grad():
+        heatmaps, features = model(x), model.forward_features(x)
+    seen = {}
+    last = model.stage4[-1]
+    for b in (1, 2, 3):
+        last.branches[b].register_forward_hook(lambda m, i, o, b=b: seen.__setitem__(b, o))
+    with torch.no_grad():
+        final, levels = model.forward_intermediates(x)
+    assert torch.equal(final, features)  # timm: the final output is forward_features(x)
+    assert [tuple(t.shape[1:]) for t in levels] == [
+        (64, 32, 24), (8, 16, 12), (16, 8, 6), (32, 4, 3), (64, 2, 2)
+    ]  # fmt: skip
+    for b in (1, 2, 3):
+        assert torch.equal(levels[b + 1], seen[b])
+    torch.testing.assert_close(model.final_layer(levels[1]), heatmaps, rtol=0, atol=0)

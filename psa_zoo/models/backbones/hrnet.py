@@ -37,6 +37,7 @@ from torch import nn
 from psa_zoo.layers import attn_factory
 
 from ._common import check_image_input, check_in_chans, take_indices
+from ._drop_path import drop_path_module, drop_path_rates
 from ._inplace import residual_add
 
 __all__ = [
@@ -227,7 +228,8 @@ class BasicBlock(nn.Module):
     """3×3 → BN → ReLU → [attention ``deattn``] → 3×3 → BN, plus the (projected) input, then ReLU.
 
     ``deattn`` is the released PSA name (DeLightCMU/PSA ``hrnetv2.py``), kept for key compatibility; it is
-    absent (``None``, no module) when ``attn_layer`` is None. Shapes: [N, in_chs, H, W] → [N, planes, H, W].
+    absent (``None``, no module) when ``attn_layer`` is None. ``drop_path``: probability of dropping a
+    sample's residual branch in training (stochastic depth). Shapes: [N, in_chs, H, W] → [N, planes, H, W].
     """
 
     expansion = 1
@@ -238,6 +240,7 @@ class BasicBlock(nn.Module):
         planes: int,
         attn_layer: Callable[[int], nn.Module] | None = None,
         downsample: nn.Module | None = None,
+        drop_path: float = 0.0,
     ):
         super().__init__()
         self.conv1 = nn.Conv2d(in_chs, planes, 3, 1, 1, bias=False)
@@ -248,6 +251,7 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes, momentum=_BN_MOMENTUM)
         self.act2 = nn.ReLU(inplace=True)
         self.downsample = downsample
+        self.drop_path = drop_path_module(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
@@ -255,18 +259,20 @@ class BasicBlock(nn.Module):
         if self.deattn is not None:
             out = self.deattn(out)
         out = self.bn2(self.conv2(out))
+        if self.drop_path is not None:
+            out = self.drop_path(out)
         return self.act2(residual_add(out, shortcut))  # into the BN output (see _inplace.py)
 
 
 class Bottleneck(nn.Module):
     """1×1 → 3×3 → 1×1 (×4 expansion) residual block of ``layer1``; no attention slot (as released).
 
-    Shapes: [N, in_chs, H, W] → [N, 4·planes, H, W].
+    ``drop_path`` as in :class:`BasicBlock`. Shapes: [N, in_chs, H, W] → [N, 4·planes, H, W].
     """
 
     expansion = 4
 
-    def __init__(self, in_chs: int, planes: int, downsample: nn.Module | None = None):
+    def __init__(self, in_chs: int, planes: int, downsample: nn.Module | None = None, drop_path: float = 0.0):
         super().__init__()
         out_chs = planes * self.expansion
         self.conv1 = nn.Conv2d(in_chs, planes, 1, bias=False)
@@ -279,28 +285,38 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(out_chs, momentum=_BN_MOMENTUM)
         self.act3 = nn.ReLU(inplace=True)
         self.downsample = downsample
+        self.drop_path = drop_path_module(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
         out = self.act1(self.bn1(self.conv1(x)))
         out = self.act2(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
+        if self.drop_path is not None:
+            out = self.drop_path(out)
         return self.act3(residual_add(out, shortcut))  # into the BN output (see _inplace.py)
 
 
 def _make_blocks(
-    block: str, in_chs: int, planes: int, num_blocks: int, attn_layer: Callable[[int], nn.Module] | None
+    block: str,
+    in_chs: int,
+    planes: int,
+    num_blocks: int,
+    attn_layer: Callable[[int], nn.Module] | None,
+    drop_paths: Sequence[float] = (),
 ) -> nn.Sequential:
-    """``num_blocks`` residual blocks; the first projects the input (1×1 conv + BN) when widths differ."""
+    """``num_blocks`` residual blocks; the first projects the input (1×1 conv + BN) when widths differ.
+    Block i drops its residual branch with probability ``drop_paths[i]`` (none when not given)."""
     expansion = 4 if block == "bottleneck" else 1
     out_chs = planes * expansion
+    drop_paths = list(drop_paths) or [0.0] * num_blocks
     layers = []
     for i in range(num_blocks):
         downsample = _conv_bn(in_chs, out_chs, 1) if i == 0 and in_chs != out_chs else None
         if block == "bottleneck":
-            layers.append(Bottleneck(in_chs, planes, downsample))
+            layers.append(Bottleneck(in_chs, planes, downsample, drop_paths[i]))
         else:
-            layers.append(BasicBlock(in_chs, planes, attn_layer, downsample))
+            layers.append(BasicBlock(in_chs, planes, attn_layer, downsample, drop_paths[i]))
         in_chs = out_chs
     return nn.Sequential(*layers)
 
@@ -311,6 +327,8 @@ class HRNetModule(nn.Module):
     ``fuse_layers[i][j]`` brings branch j to branch i: identity for j == i, 1×1 conv + BN followed by
     upsampling for j > i (lower resolution), a chain of stride-2 3×3 conv + BN (ReLU between) for j < i.
     With ``multi_scale_output=False`` only output 0 is built (official pose HRNet, last stage-4 module).
+    ``drop_paths``: stochastic-depth probability of the i-th block of every branch (blocks at one depth
+    share it).
 
     Forward: list of B maps [N, C_b, H_b, W_b] → list of B (or 1) maps of the same shapes.
     """
@@ -322,11 +340,12 @@ class HRNetModule(nn.Module):
         attn_layer: Callable[[int], nn.Module] | None,
         multi_scale_output: bool = True,
         fuse_upsample: str = "nearest",
+        drop_paths: Sequence[float] = (),
     ):
         super().__init__()
         self.fuse_upsample = fuse_upsample
         self.branches = nn.ModuleList(
-            _make_blocks(stage.block, c, w, n, attn_layer)
+            _make_blocks(stage.block, c, w, n, attn_layer, list(drop_paths)[:n])
             for c, w, n in zip(in_chs, stage.widths, stage.num_blocks, strict=True)
         )
         chs = stage.out_channels
@@ -349,8 +368,20 @@ class HRNetModule(nn.Module):
         steps.append(_conv_bn(chs[j], chs[i], 3, stride=2))
         return nn.Sequential(*steps)
 
-    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
-        xs = [branch(x) for branch, x in zip(self.branches, xs, strict=True)]
+    def forward(
+        self, xs: list[torch.Tensor], return_branches: bool = False
+    ) -> list[torch.Tensor] | tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Branch maps → fused maps; with ``return_branches`` also the branch maps before the fuse."""
+        branches = self.forward_branches(xs)
+        fused = self.fuse(branches)
+        return (fused, branches) if return_branches else fused
+
+    def forward_branches(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each branch's residual blocks on its own map (the maps before the fuse)."""
+        return [branch(x) for branch, x in zip(self.branches, xs, strict=True)]
+
+    def fuse(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Branch maps → every output the sum of all branches resampled to its resolution, then ReLU."""
         out = []
         for i, paths in enumerate(self.fuse_layers):
             size = xs[i].shape[-2:]
@@ -416,6 +447,9 @@ class HRNet(nn.Module):
             ``align_corners=False``) or ``"bilinear_align_corners"`` (HRNet/HRNet-Semantic-Segmentation).
         multi_scale_output: keep all four outputs of the last module (True) or only the highest-resolution
             one (False, official pose HRNet).
+        drop_path_rate: stochastic depth of the residual blocks, rising linearly with depth from 0
+            (``layer1``'s first block) to this (the last module's last blocks); the parallel branches of a
+            module share the rate of their depth. timm's ``drop_path_rate``; 0 in the official recipes.
 
     Forward / ``forward_features``: [N, in_chans, H, W] → list of branch maps, branch b being
     [N, C_b, ⌈H/2^(b+2)⌉, ⌈W/2^(b+2)⌉] (one map with ``multi_scale_output=False``).
@@ -434,6 +468,7 @@ class HRNet(nn.Module):
         in_chans: int = 3,
         fuse_upsample: str = "nearest",
         multi_scale_output: bool = True,
+        drop_path_rate: float = 0.0,
     ):
         super().__init__()
         self.spec = spec = resolve_hrnet_spec(spec)
@@ -450,6 +485,12 @@ class HRNet(nn.Module):
         self.in_chans = in_chans
         self.fuse_upsample = fuse_upsample
         self.multi_scale_output = multi_scale_output
+        module_depths = [spec.stage1.num_blocks[0]] + [
+            max(s.num_blocks) for s in spec.stages[1:] for _ in range(s.num_modules)
+        ]
+        rates = iter(drop_path_rates(drop_path_rate, sum(module_depths)))
+        module_rates = iter([[next(rates) for _ in range(d)] for d in module_depths])
+        self.drop_path_rate = float(drop_path_rate)
 
         stem = spec.stem_width
         self.conv1 = nn.Conv2d(in_chans, stem, 3, 2, 1, bias=False)
@@ -459,7 +500,7 @@ class HRNet(nn.Module):
         self.bn2 = nn.BatchNorm2d(stem, momentum=_BN_MOMENTUM)
         self.act2 = nn.ReLU(inplace=True)
         s1 = spec.stage1
-        self.layer1 = _make_blocks(s1.block, stem, s1.widths[0], s1.num_blocks[0], None)
+        self.layer1 = _make_blocks(s1.block, stem, s1.widths[0], s1.num_blocks[0], None, next(module_rates))
 
         prev = s1.out_channels
         for n, stage in enumerate(spec.stages[1:], start=2):
@@ -469,17 +510,31 @@ class HRNet(nn.Module):
             in_chs = cur
             for m in range(stage.num_modules):
                 last = n == 4 and m == stage.num_modules - 1
-                module = HRNetModule(in_chs, stage, attn_layer, multi_scale_output or not last, fuse_upsample)
+                module = HRNetModule(
+                    in_chs,
+                    stage,
+                    attn_layer,
+                    multi_scale_output or not last,
+                    fuse_upsample,
+                    next(module_rates),
+                )
                 modules.append(module)
                 in_chs = module.out_channels
             setattr(self, f"stage{n}", nn.Sequential(*modules))
             prev = cur
 
-        out_chs = spec.stage4.out_channels if multi_scale_output else spec.stage4.out_channels[:1]
-        # timm convention: index 0 is the stem (stride 2), then the trunk outputs. The branch maps all come
-        # out of the last module of ``stage4`` together, so that is the module named for each of them.
+        # timm convention: index 0 is the stem (stride 2), then one map per branch (stride 4, 8, 16, 32). The
+        # fused branch maps all come out of the last module of ``stage4`` together, so that is the module
+        # named for each of them. Without ``multi_scale_output`` that module fuses into branch 0 only; the
+        # coarser levels are then its branch maps before the fuse.
+        last = f"stage4.{spec.stage4.num_modules - 1}"
         self.feature_info = [dict(num_chs=stem, reduction=2, module="act1")] + [
-            dict(num_chs=c, reduction=2 ** (b + 2), module="stage4") for b, c in enumerate(out_chs)
+            dict(
+                num_chs=c,
+                reduction=2 ** (b + 2),
+                module="stage4" if multi_scale_output or b == 0 else f"{last}.branches.{b}",
+            )
+            for b, c in enumerate(spec.stage4.out_channels)
         ]
         self._init_weights()
 
@@ -506,6 +561,13 @@ class HRNet(nn.Module):
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Stem output after ``act1`` → trunk outputs (see class docstring)."""
+        return self._run_stages(x, last_branches=False)[0]
+
+    def _run_stages(
+        self, x: torch.Tensor, last_branches: bool
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+        """Stem output → (trunk outputs, and with ``last_branches`` the last module's branch maps before
+        its fuse). Every stage and module runs as a module call (hooks and wrappers see them)."""
         x = self.layer1(self.act2(self.bn2(self.conv2(x))))
         ys = [t(x) for t in self.transition1]
         for n in (2, 3, 4):
@@ -515,8 +577,13 @@ class HRNet(nn.Module):
                 # segmentation code; the pose code feeds y[-1] to every non-empty transition, which differs
                 # only if an existing branch changed width, never the case in released configs)
                 ys = [t(ys[i] if i < len(ys) else ys[-1]) for i, t in enumerate(transition)]
-            ys = getattr(self, f"stage{n}")(ys)
-        return ys
+            if n < 4 or not last_branches:
+                ys = getattr(self, f"stage{n}")(ys)
+        if not last_branches:
+            return ys, None
+        for module in self.stage4[:-1]:
+            ys = module(ys)
+        return self.stage4[-1](ys, return_branches=True)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """[N, in_chans, H, W] → list of trunk branch maps [N, C_b, H/2^(b+2), W/2^(b+2)] (rounded up)."""
@@ -538,8 +605,8 @@ class HRNet(nn.Module):
         """timm-style intermediate features.
 
         The taps are the entries of ``feature_info``: index 0 the stem after ``act1`` ([N, 64, H/2, W/2]),
-        indices 1.. the trunk branch maps (stride 4, 8, 16, 32; only index 1 with
-        ``multi_scale_output=False``).
+        indices 1.. the trunk branch maps (stride 4, 8, 16, 32); with ``multi_scale_output=False`` index 1
+        is the trunk output and indices 2.. the last module's coarser branch maps before its fuse.
 
         Args:
             indices: None for all taps, an int n for the last n, or a sequence of indices (negative ok).
@@ -560,8 +627,10 @@ class HRNet(nn.Module):
         intermediates = [stem] if 0 in take else []
         if stop_early and max_index == 0:
             return intermediates if intermediates_only else ([], intermediates)
-        feats = self.forward_stages(stem)
-        intermediates += [f for b, f in enumerate(feats, start=1) if b in take]
+        coarse_levels = not self.multi_scale_output and max_index >= 2  # the last module's branch maps
+        feats, branches = self._run_stages(stem, last_branches=coarse_levels)
+        levels = feats + branches[1:] if coarse_levels else feats
+        intermediates += [f for b, f in enumerate(levels, start=1) if b in take]
         return intermediates if intermediates_only else (feats, intermediates)
 
     def filter_timm_state_dict(self, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

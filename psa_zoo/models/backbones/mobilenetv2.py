@@ -41,6 +41,7 @@ from torch import nn
 from psa_zoo.layers import attn_factory
 
 from ._common import check_image_input, check_in_chans, init_trunk_weights, plan_stages, take_indices
+from ._drop_path import drop_path_module, drop_path_rates
 from ._inplace import residual_add
 
 __all__ = [
@@ -80,11 +81,16 @@ AttnLayer = Callable[[int], nn.Module] | None
 
 
 class _Block(nn.Module):
-    """Shared parts of the two block types: input padding (``"fixed"``), shortcut, attention slot."""
+    """Shared parts of the two block types: input padding (``"fixed"``), shortcut, stochastic depth (a
+    sample's residual branch dropped with probability ``drop_path`` in training; blocks with a shortcut
+    only)."""
 
-    def __init__(self, in_chs: int, out_chs: int, stride: int, dilation: int, padding: str):
+    def __init__(
+        self, in_chs: int, out_chs: int, stride: int, dilation: int, padding: str, drop_path: float = 0.0
+    ):
         super().__init__()
         self.has_shortcut = stride == 1 and in_chs == out_chs
+        self.drop_path = drop_path_module(drop_path) if self.has_shortcut else None
         # "fixed": pad the block input once (VainF's F.pad before the first conv); "symmetric": per conv.
         self.input_pad = dilation if padding == "fixed" else 0
         self.conv_pad = 0 if padding == "fixed" else dilation
@@ -92,6 +98,14 @@ class _Block(nn.Module):
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         p = self.input_pad
         return F.pad(x, (p, p, p, p)) if p else x
+
+    def _add_shortcut(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The block's output: ``out`` (+ ``x`` with a shortcut, summed into ``out``, never into x)."""
+        if not self.has_shortcut:
+            return out
+        if self.drop_path is not None:
+            out = self.drop_path(out)
+        return residual_add(out, x)
 
 
 class DepthwiseSeparable(_Block):
@@ -109,8 +123,9 @@ class DepthwiseSeparable(_Block):
         dilation: int = 1,
         padding: str = "symmetric",
         attn_layer: AttnLayer = None,
+        drop_path: float = 0.0,
     ):
-        super().__init__(in_chs, out_chs, stride, dilation, padding)
+        super().__init__(in_chs, out_chs, stride, dilation, padding, drop_path)
         self.conv_dw = nn.Conv2d(
             in_chs, in_chs, 3, stride, self.conv_pad, dilation=dilation, groups=in_chs, bias=False
         )
@@ -125,7 +140,7 @@ class DepthwiseSeparable(_Block):
         if self.attn is not None:
             out = self.attn(out)
         out = self.bn2(self.conv_pw(out))
-        return residual_add(out, x) if self.has_shortcut else out  # into the BN output, never into x
+        return self._add_shortcut(out, x)
 
 
 class InvertedResidual(_Block):
@@ -145,8 +160,9 @@ class InvertedResidual(_Block):
         expand: int = 6,
         padding: str = "symmetric",
         attn_layer: AttnLayer = None,
+        drop_path: float = 0.0,
     ):
-        super().__init__(in_chs, out_chs, stride, dilation, padding)
+        super().__init__(in_chs, out_chs, stride, dilation, padding, drop_path)
         hidden = in_chs * expand
         self.conv_pw = nn.Conv2d(in_chs, hidden, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(hidden)
@@ -166,7 +182,7 @@ class InvertedResidual(_Block):
         if self.attn is not None:
             out = self.attn(out)
         out = self.bn3(self.conv_pwl(out))
-        return residual_add(out, x) if self.has_shortcut else out  # into the BN output, never into x
+        return self._add_shortcut(out, x)
 
 
 class MobileNetV2(nn.Module):
@@ -179,6 +195,8 @@ class MobileNetV2(nn.Module):
         attn: attention block name from ``psa_zoo.layers.list_attn()``, a constructor ``f(channels, **kw)``
             or None (no ``attn`` sub-modules).
         attn_kwargs: keyword arguments for the attention constructor.
+        drop_path_rate: stochastic depth, rising linearly from 0 at the first block to this at the last
+            (blocks without a shortcut have none; timm's ``drop_path_rate``, 0 as VainF).
 
     Shapes: ``forward(x)`` = ``forward_features(x)``: [N, in_chans, H, W] → [N, 320, H', W'];
     H' = ⌈H / output_stride⌉ with ``"symmetric"``, ⌈⌊(H − 1) / 2⌋ / (output_stride / 2)⌉ with ``"fixed"``
@@ -199,6 +217,7 @@ class MobileNetV2(nn.Module):
         padding: str = "symmetric",
         attn: str | Callable[..., nn.Module] | None = None,
         attn_kwargs: dict | None = None,
+        drop_path_rate: float = 0.0,
     ):
         super().__init__()
         if output_stride not in (8, 16, 32):
@@ -209,6 +228,8 @@ class MobileNetV2(nn.Module):
         self.output_stride = output_stride
         self.padding = padding
         attn_layer = attn_factory(attn, attn_kwargs)
+        drop_paths = iter(drop_path_rates(drop_path_rate, sum(s.num_blocks for s in MOBILENETV2_STAGES)))
+        self.drop_path_rate = float(drop_path_rate)
 
         self.conv_stem = nn.Conv2d(
             in_chans, STEM_CHANNELS, 3, stride=2, padding=0 if padding == "fixed" else 1, bias=False
@@ -226,6 +247,7 @@ class MobileNetV2(nn.Module):
                     dilation=plan.first_dilation if b == 0 else plan.dilation,
                     padding=padding,
                     attn_layer=attn_layer,
+                    drop_path=next(drop_paths),
                 )
                 if stage.expand == 1:
                     blocks.append(DepthwiseSeparable(in_chs, stage.out_chs, **kwargs))

@@ -28,6 +28,7 @@ from torch import nn
 from psa_zoo.layers import attn_factory
 
 from ._common import check_image_input, check_in_chans, init_trunk_weights, plan_stages, take_indices
+from ._drop_path import drop_path_module, drop_path_rates
 from ._inplace import residual_add
 
 __all__ = ["RESNET_PRESETS", "BasicBlock", "Bottleneck", "ResNet", "ResNetPreset", "filter_timm_resnet"]
@@ -71,6 +72,7 @@ class BasicBlock(nn.Module):
         stride: stride of conv1.
         first_dilation: dilation (and padding) of conv1; dilation: of conv2.
         attn_layer: ``f(channels) -> nn.Module`` for the slot after conv1, or None.
+        drop_path: probability of dropping the residual branch of a sample in training (stochastic depth).
 
     Shapes: [N, in_chs, H, W] → [N, planes, H/stride, W/stride].
     """
@@ -85,6 +87,7 @@ class BasicBlock(nn.Module):
         first_dilation: int = 1,
         dilation: int = 1,
         attn_layer: AttnLayer = None,
+        drop_path: float = 0.0,
     ):
         super().__init__()
         self.conv1 = nn.Conv2d(
@@ -97,6 +100,7 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.act2 = nn.ReLU(inplace=True)
         self.downsample = _downsample(in_chs, planes, stride)
+        self.drop_path = drop_path_module(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
@@ -104,6 +108,8 @@ class BasicBlock(nn.Module):
         if self.attn is not None:
             out = self.attn(out)
         out = self.bn2(self.conv2(out))
+        if self.drop_path is not None:
+            out = self.drop_path(out)
         return self.act2(residual_add(out, shortcut))  # into the BN output (see _inplace.py)
 
 
@@ -116,6 +122,7 @@ class Bottleneck(nn.Module):
         stride: stride of the 3×3 conv (conv2).
         first_dilation: dilation (and padding) of conv2; ``dilation`` is unused (kept for one signature).
         attn_layer: ``f(channels) -> nn.Module`` for the slot after conv2, or None.
+        drop_path: probability of dropping the residual branch of a sample in training (stochastic depth).
 
     Shapes: [N, in_chs, H, W] → [N, 4·planes, H/stride, W/stride].
     """
@@ -130,6 +137,7 @@ class Bottleneck(nn.Module):
         first_dilation: int = 1,
         dilation: int = 1,
         attn_layer: AttnLayer = None,
+        drop_path: float = 0.0,
     ):
         super().__init__()
         out_chs = planes * self.expansion
@@ -146,6 +154,7 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(out_chs)
         self.act3 = nn.ReLU(inplace=True)
         self.downsample = _downsample(in_chs, out_chs, stride)
+        self.drop_path = drop_path_module(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
@@ -154,6 +163,8 @@ class Bottleneck(nn.Module):
         if self.attn is not None:
             out = self.attn(out)
         out = self.bn3(self.conv3(out))
+        if self.drop_path is not None:
+            out = self.drop_path(out)
         return self.act3(residual_add(out, shortcut))  # into the BN output (see _inplace.py)
 
 
@@ -170,6 +181,8 @@ class ResNet(nn.Module):
         attn: attention block name from ``psa_zoo.layers.list_attn()``, a constructor ``f(channels, **kw)``
             or None (no attention, no ``attn`` sub-modules).
         attn_kwargs: keyword arguments for the attention constructor.
+        drop_path_rate: stochastic depth of the residual blocks, rising linearly from 0 at the first block
+            to this at the last (timm's ``drop_path_rate``; 0 in the official recipes).
 
     Shapes: ``forward(x)`` = ``forward_features(x)``: [N, in_chans, H, W] → [N, num_features, H', W'] with
     H' = ⌈H / output_stride⌉ (every stride-2 conv or pool rounds up).
@@ -187,6 +200,7 @@ class ResNet(nn.Module):
         output_stride: int = 32,
         attn: str | Callable[..., nn.Module] | None = None,
         attn_kwargs: dict | None = None,
+        drop_path_rate: float = 0.0,
     ):
         super().__init__()
         if depth not in RESNET_PRESETS:
@@ -199,6 +213,8 @@ class ResNet(nn.Module):
         preset = RESNET_PRESETS[depth]
         block_cls = _BLOCKS[preset.block]
         attn_layer = attn_factory(attn, attn_kwargs)
+        drop_paths = iter(drop_path_rates(drop_path_rate, sum(preset.layers)))
+        self.drop_path_rate = float(drop_path_rate)
 
         self.conv1 = nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -222,6 +238,7 @@ class ResNet(nn.Module):
                         first_dilation=plan.first_dilation if first else plan.dilation,
                         dilation=plan.dilation,
                         attn_layer=attn_layer,
+                        drop_path=next(drop_paths),
                     )
                 )
                 in_chs = width * block_cls.expansion
