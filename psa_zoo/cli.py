@@ -60,6 +60,8 @@ examples:
   psa-zoo bench-models --quick
   psa-zoo bench-models --models hrnet_w48_psa_p --repeats 3 --no-smp --json models.json
   psa-zoo bench-models --models simplebaseline_r50_psa_p --no-smp   # + the trunks against timm's
+  psa-zoo bench-models --against 6dcb848^ --models hrnet_w48_psa_p   # today's code vs that commit's
+  psa-zoo bench-models --compile --models hrnet_w48_psa_p   # PSA's overhead eager and compiled
 """
 _CONVERT_EPILOG = """\
 examples:
@@ -252,6 +254,18 @@ def _add_bench_models(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=positive_int, default=2, help="CPU threads (default 2)")
     p.add_argument("--no-smp", action="store_true", help="skip the segmentation_models_pytorch comparison")
     p.add_argument("--no-trunks", action="store_true", help="skip the trunks against timm's backbones")
+    instead = p.add_mutually_exclusive_group()
+    instead.add_argument(
+        "--against",
+        metavar="COMMIT",
+        help="instead: time each model as built by COMMIT's code and by today's, same weights, interleaved "
+        "(needs a git checkout)",
+    )
+    instead.add_argument(
+        "--compile",
+        action="store_true",
+        help="instead: PSA's overhead over attn=None, eager and under torch.compile (inductor), interleaved",
+    )
     p.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     p.set_defaults(func=_run_bench_models)
 
@@ -275,14 +289,45 @@ def _run_bench_models(args: argparse.Namespace) -> int:
     check_output_file(args.json, "--json")
     repeats = args.repeats or (1 if args.quick else 5)
     print(f"Machine: {machine_description().split(',')[0]}, {args.threads} threads", flush=True)
+    if args.against:
+        return _run_against_commit(args, cases, repeats)
     trunks = bench_models.QUICK_TRUNK_PEERS if args.quick else bench_models.TRUNK_PEERS
-    rows = bench_models.run_model_benchmark(
-        cases, repeats=repeats, warmup=1, threads=args.threads, with_smp=not (args.no_smp or args.quick),
-        trunks=() if args.no_trunks else trunks,
-    )  # fmt: skip
+    if args.compile:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        rows = [row for case in cases for row in bench_models.bench_compiled(case, repeats, warmup=1)]
+    else:
+        rows = bench_models.run_model_benchmark(
+            cases, repeats=repeats, warmup=1, threads=args.threads, with_smp=not (args.no_smp or args.quick),
+            trunks=() if args.no_trunks else trunks,
+        )  # fmt: skip
     print(bench_models.to_markdown(rows))
     if args.json:
         payload = {"machine": machine_description(), "rows": bench_models.rows_as_dicts(rows)}
+        with open(args.json, "w") as handle:
+            json.dump(payload, handle, indent=2, ensure_ascii=False)
+    return 0
+
+
+def _run_against_commit(args: argparse.Namespace, cases: tuple, repeats: int) -> int:
+    import dataclasses
+    import json
+
+    import torch
+
+    from .bench import against_commit
+    from .bench.attention import machine_description
+
+    torch.set_num_threads(args.threads)
+    rows = against_commit.bench_against_commit(args.against, cases, repeats=repeats, warmup=1)
+    print(against_commit.to_markdown(rows, args.against))
+    if args.json:
+        payload = {
+            "machine": machine_description(),
+            "against": args.against,
+            "rows": [dataclasses.asdict(r) for r in rows],
+        }
         with open(args.json, "w") as handle:
             json.dump(payload, handle, indent=2, ensure_ascii=False)
     return 0

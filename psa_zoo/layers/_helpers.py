@@ -159,7 +159,7 @@ def _gate_args(x: torch.Tensor, channel_gate: torch.Tensor, spatial_gate: torch.
     return x, channel_gate.to(x.dtype), spatial_gate.to(x.dtype)
 
 
-def _needs_graph(*tensors: torch.Tensor) -> bool:
+def needs_graph(*tensors: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
@@ -177,7 +177,7 @@ def apply_parallel_gates(
     x, channel_gate, spatial_gate = _gate_args(x, channel_gate, spatial_gate)
     if torch.compiler.is_compiling():  # torch.compile / torch.export: plain ops, the compiler fuses them
         return x * (channel_gate + spatial_gate)
-    if _needs_graph(x, channel_gate, spatial_gate):
+    if needs_graph(x, channel_gate, spatial_gate):
         return _ParallelGates.apply(x, channel_gate, spatial_gate)
     out = torch.empty_like(x)
     torch.add(channel_gate, spatial_gate, out=out)
@@ -192,7 +192,7 @@ def apply_sequential_gates(
     x, channel_gate, spatial_gate = _gate_args(x, channel_gate, spatial_gate)
     if torch.compiler.is_compiling():
         return x * (channel_gate * spatial_gate)
-    if _needs_graph(x, channel_gate, spatial_gate):
+    if needs_graph(x, channel_gate, spatial_gate):
         return _SequentialGates.apply(x, channel_gate, spatial_gate)
     out = torch.empty_like(x)
     torch.mul(channel_gate, spatial_gate, out=out)

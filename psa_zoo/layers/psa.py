@@ -36,7 +36,10 @@ from ._helpers import (
     check_input,
     check_psa_channels,
     init_psa_convs,
+    is_symbolic_tracing,
+    needs_graph,
 )
+from ._psa_p_fused import PsaPFunction, psa_p_gates, psa_p_inference
 
 # Leaves under torch.fx: the gate products branch on shapes and requires_grad, which proxies cannot answer.
 torch.fx.wrap("apply_parallel_gates")
@@ -129,19 +132,20 @@ class PsaP(_PsaOfficialBase):
         self._init(init)
 
     def forward_fast(self, x: torch.Tensor) -> torch.Tensor:
+        """One autograd node when training (:class:`~psa_zoo.layers._psa_p_fused.PsaPFunction`), cache-sized
+        chunks without autograd; plain ops under torch.compile / torch.export and torch.fx."""
+        weights = (*self._weights(), self.conv_up.weight.view(self.channels, self.channels // 2))
+        if torch.compiler.is_compiling() or is_symbolic_tracing():
+            return self._forward_ops(x, weights)
+        if needs_graph(x, *weights):
+            return PsaPFunction.apply(x, *weights, self._gate_hook)
+        return psa_p_inference(x, *weights, gate_hook=self._gate_hook)
+
+    def _forward_ops(self, x: torch.Tensor, weights: tuple[torch.Tensor, ...]) -> torch.Tensor:
         n, c, h, w = x.shape
-        flat = x.flatten(2)  # [N, C, HW], a view for contiguous and channels_last input
-        w_qr, w_vr, w_ql, w_vl = self._weights()
-        # Spatial branch: (W_vlᵀ · W_ql · mean(X))ᵀ · X, stacked with the channel query into one pass.
-        u = F.linear(flat.mean(dim=2), w_ql) @ w_vl  # [N, C]
-        rows = torch.cat([w_qr.to(u.dtype).expand(n, 1, c), u.unsqueeze(1)], dim=1)  # [N, 2, C]
-        logits = torch.bmm(rows.to(flat.dtype), flat)  # [N, 2, HW]
-        query = logits[:, :1].softmax(dim=2)  # [N, 1, HW]
-        spatial_gate = torch.sigmoid(logits[:, 1:].softmax(dim=2))  # softmax after the product, as released
-        # Channel branch: W_vr · (X · queryᵀ).
-        pooled = torch.bmm(query.to(flat.dtype), flat.transpose(1, 2)).squeeze(1)  # [N, C]
-        channel_gate = self._channel_gate(F.linear(pooled, w_vr)).view(n, c, 1, 1)
-        spatial_gate = spatial_gate.view(n, 1, h, w)
+        # flatten(2) is a view for contiguous and channels_last input
+        channel_gate, spatial_gate, *_ = psa_p_gates(x.flatten(2), *weights)
+        channel_gate, spatial_gate = channel_gate.view(n, c, 1, 1), spatial_gate.view(n, 1, h, w)
         if self._gate_hook is not None:
             self._gate_hook(channel_gate, spatial_gate)
         return apply_parallel_gates(x, channel_gate, spatial_gate)

@@ -284,3 +284,85 @@ def test_released_w48_key_layout_matches_ours(shared_dir, variant, cls, total):
         assert ours == shapes
         counted += sum(torch.Size(s).numel() for s in shapes.values())
     assert counted == total
+
+
+def _psa_p_weights(block: PsaP) -> tuple[torch.Tensor, ...]:
+    return (*block._weights(), block.conv_up.weight.view(block.channels, block.channels // 2))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fused_psa_p_backward_passes_gradcheck(channels_last):
+    """Finite differences against the hand-written backward of the one-node PSA_p, for x and every weight."""
+    from psa_zoo.layers._psa_p_fused import PsaPFunction
+
+    torch.manual_seed(0)
+    block = PsaP(6).double()
+    x = torch.randn(2, 6, 4, 3, dtype=torch.float64)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    weights = [w.detach().clone().requires_grad_(True) for w in _psa_p_weights(block)]
+    inputs = (x.requires_grad_(True), *weights)
+    assert torch.autograd.gradcheck(lambda *t: PsaPFunction.apply(*t), inputs)
+    out = PsaPFunction.apply(*inputs)
+    (grad_x,) = torch.autograd.grad(out, x, torch.randn_like(out))
+    assert grad_x.is_contiguous(memory_format=torch.channels_last) == channels_last
+
+
+def test_chunked_inference_equals_one_chunk_and_reports_whole_batch_gates(monkeypatch):
+    from psa_zoo.layers import _psa_p_fused
+    from psa_zoo.layers._psa_p_fused import psa_p_inference
+
+    monkeypatch.setattr(_psa_p_fused, "CHUNK_FROM", 0)  # split even these small samples
+
+    block = PsaP(16)
+    x = torch.randn(5, 16, 6, 7)
+    weights = _psa_p_weights(block)
+    seen = []
+    with torch.no_grad():
+        whole = psa_p_inference(x, *weights, chunk_bytes=1 << 30)
+        per_sample = psa_p_inference(x, *weights, chunk_bytes=1, gate_hook=lambda a, s: seen.append((a, s)))
+        empty = psa_p_inference(x[:0], *weights, gate_hook=lambda a, s: seen.append((a, s)))
+    torch.testing.assert_close(per_sample, whole, rtol=1e-6, atol=1e-7)
+    reference = PsaP(16, impl="reference")
+    reference.load_state_dict(block.state_dict())
+    with torch.no_grad():
+        assert relative_error(per_sample, reference(x)) < 1e-5
+    assert seen[0][0].shape == (5, 16, 1, 1) and seen[0][1].shape == (5, 1, 6, 7)  # one call, all samples
+    assert empty.shape == (0, 16, 6, 7) and seen[1][0].shape == (0, 16, 1, 1)
+
+
+def test_fused_psa_p_refuses_a_second_backward_instead_of_a_wrong_one():
+    block = PsaP(8)
+    x = torch.randn(2, 8, 4, 4, requires_grad=True)
+    (grad,) = torch.autograd.grad(block(x).square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="marked with @once_differentiable"):
+        grad.sum().backward()
+
+
+def test_fused_psa_p_skips_the_input_gradient_when_x_needs_none():
+    block = PsaP(8)
+    x = torch.randn(2, 8, 4, 4)  # a frozen trunk's output: only the block's weights train
+    block(x).square().sum().backward()
+    reference = PsaP(8, impl="reference")
+    reference.load_state_dict(block.state_dict())
+    reference(x).square().sum().backward()
+    for p, q in zip(block.parameters(), reference.parameters(), strict=True):
+        assert relative_error(p.grad, q.grad) < 1e-5
+
+
+def test_fused_psa_p_trains_under_bf16_autocast():
+    torch.manual_seed(0)
+    block = PsaP(32)
+    x = torch.randn(2, 32, 8, 8, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = block(x)
+    out.float().square().mean().backward()
+    grads = [x.grad] + [p.grad for p in block.parameters()]
+    reference = PsaP(32, impl="reference")
+    reference.load_state_dict(block.state_dict())
+    x32 = x.detach().clone().requires_grad_(True)
+    reference(x32).square().mean().backward()
+    expected = [x32.grad] + [p.grad for p in reference.parameters()]
+    for grad, want in zip(grads, expected, strict=True):
+        assert grad.dtype == torch.float32  # parameters' and input's own dtype
+        assert relative_error(grad, want) < 0.05  # bf16 rounding of the large products only

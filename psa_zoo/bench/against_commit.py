@@ -1,0 +1,175 @@
+"""Whole models of today's code against the same models of an earlier commit, in one interleaved run.
+
+The earlier commit's ``psa_zoo`` package is exported with ``git archive`` into a temporary folder under
+another name (``psa_zoo_<commit>``, its own imports rewritten to that name), imported beside today's
+package, and each model is built by both with the same weights (today's state dict loaded into the old
+model, strictly) and the same input. Before timing, the two outputs must agree on a small contiguous input
+(to 1e-4 of the largest output), so both sides run the same network. Both run in
+channels_last, the layout today's predictors and engine choose by default on the CPU; the earlier code
+ran in it when asked, and it was its faster layout too (so each side is in its best layout).
+Times are medians of interleaved repeats (:func:`~psa_zoo.bench._measure.time_interleaved`); the
+speed-up is ``t_before / t_now``.
+
+CLI: ``psa-zoo bench-models --against COMMIT [--models ...]`` (a git checkout of psa_zoo is needed).
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+from ..models import create_model
+from ._measure import time_interleaved
+from .models import DEFAULT_CASES, ModelCase, _forward
+
+__all__ = ["CommitRow", "bench_against_commit", "import_commit", "to_markdown"]
+
+_PACKAGE = "psa_zoo"
+
+
+@dataclass
+class CommitRow:
+    name: str
+    batch: int
+    input: str
+    layout: str
+    before_ms: float
+    now_ms: float
+    speedup: float  # before / now
+    rel_diff: float  # max |Δ| of the two sides' outputs over max |output|, same weights and input
+
+
+def _repo_root() -> Path:
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        raise RuntimeError(
+            f"{root} is not a git checkout: --against needs psa_zoo's git history (clone the repository)"
+        )
+    return root
+
+
+def import_commit(commit: str, workdir: Path) -> ModuleType:
+    """Import ``psa_zoo`` as it was at ``commit`` under the name ``psa_zoo_<sha>`` (from ``workdir``)."""
+    root = _repo_root()
+    try:
+        verify = [
+            "git",
+            "-C",
+            str(root),
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            "--short=10",
+            f"{commit}^{{commit}}",
+        ]
+        sha = subprocess.run(verify, capture_output=True, text=True, check=True).stdout.strip()
+        command = ["git", "-C", str(root), "archive", "--format=tar", sha, _PACKAGE]
+        archive = subprocess.run(command, capture_output=True, check=True).stdout
+    except subprocess.CalledProcessError as error:
+        message = error.stderr.decode() if isinstance(error.stderr, bytes) else (error.stderr or "")
+        first = message.strip().splitlines()[0] if message.strip() else "no such commit"
+        raise ValueError(
+            f"cannot read commit {commit!r} of {root}: {first}; name a commit of its history"
+        ) from None
+    name = f"{_PACKAGE}_{sha}"
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python ≥ 3.10.12
+        tar.extractall(workdir, **safe)
+    (workdir / _PACKAGE).rename(workdir / name)
+    pattern = re.compile(rf"\b{_PACKAGE}\b(?=[.\s])")  # `import psa_zoo`, `from psa_zoo.x import`
+    for path in (workdir / name).rglob("*.py"):
+        path.write_text(pattern.sub(name, path.read_text()))
+    sys.path.insert(0, str(workdir))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(workdir))
+
+
+def _layout(model: torch.nn.Module, x: torch.Tensor, layout: str) -> tuple[torch.nn.Module, torch.Tensor]:
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    return model.to(memory_format=fmt), x.contiguous(memory_format=fmt)
+
+
+def _relative_difference(now: torch.nn.Module, before: torch.nn.Module, x: torch.Tensor) -> float:
+    """max |Δ| / max |output| of the two models on a small ``x``, both contiguous.
+
+    Small and contiguous, where the same network gives the same bits whichever commit runs it: a freshly
+    initialised model's logits reach 1e6, and PSA's softmaxes over such logits are so sharp that any change
+    of rounding (another memory layout; PSA_p's per-chunk inference on maps of ≥ 1 MiB per sample) moves
+    the output by tens of percent (measured for DeepLabV3+ R101 + PSA at init), which says nothing about
+    whether the two commits compute one function.
+    """
+    with torch.no_grad():
+        out = now(x)
+        return ((out - before(x)).abs().max() / out.abs().max().clamp_min(1e-12)).item()
+
+
+def bench_case(
+    old: ModuleType, case: ModelCase, repeats: int, warmup: int, layout: str = "channels_last"
+) -> CommitRow:
+    """Time ``case.name`` built by ``old`` and by today's package, same weights, one interleaved run."""
+    torch.manual_seed(0)
+    now = create_model(case.name).eval()
+    before = old.create_model(case.name).eval()
+    before.load_state_dict(now.state_dict(), strict=True)
+    x = torch.randn(case.batch, 3, case.height, case.width)
+    diff = _relative_difference(now, before, torch.randn(1, 3, 65, 65))
+    if diff > 1e-4:
+        raise RuntimeError(
+            f"{case.name}: the commits' outputs differ by {diff:.2e} (relative); not one network"
+        )
+    now, x_now = _layout(now, x, layout)
+    before, x_before = _layout(before, x, layout)
+    run_now, run_before = _forward(now, x_now), _forward(before, x_before)
+    times = time_interleaved({"before": run_before, "now": run_now}, repeats=repeats, warmup=warmup)
+    return CommitRow(
+        case.name,
+        case.batch,
+        f"{case.height}×{case.width}",
+        layout,
+        times["before"] * 1e3,
+        times["now"] * 1e3,
+        times["before"] / times["now"],
+        diff,
+    )
+
+
+def bench_against_commit(
+    commit: str,
+    cases: tuple[ModelCase, ...] = DEFAULT_CASES,
+    repeats: int = 7,
+    warmup: int = 2,
+    layout: str = "channels_last",
+) -> list[CommitRow]:
+    """One :class:`CommitRow` per case: ``commit``'s code against today's, interleaved."""
+    with tempfile.TemporaryDirectory(prefix="psa-zoo-commit-") as tmp:
+        old = import_commit(commit, Path(tmp))
+        rows = []
+        for case in cases:
+            rows.append(bench_case(old, case, repeats, warmup, layout))
+            print(to_markdown(rows[-1:], commit).splitlines()[-1], flush=True)  # a row as soon as it is known
+        return rows
+
+
+def to_markdown(rows: list[CommitRow], commit: str) -> str:
+    lines = [
+        f"| model | batch | input | layout | {commit} ms | now ms | speed-up | max rel. Δ |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.name} | {r.batch} | {r.input} | {r.layout} | {r.before_ms:,.0f} | {r.now_ms:,.0f} | "
+            f"{r.speedup:.3f}× | {r.rel_diff:.1e} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,32 @@
+"""bench-models --against: an earlier commit's package imported beside today's, same weights, same outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import psa_zoo
+from psa_zoo.bench import against_commit
+from psa_zoo.bench.models import ModelCase
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.skipif(not (REPO / ".git").exists(), reason="needs psa_zoo's git history")
+
+
+def test_the_commits_package_is_a_separate_copy_that_builds_the_same_network(tmp_path):
+    old = against_commit.import_commit("HEAD", tmp_path)
+    assert old.__name__.startswith("psa_zoo_") and old is not psa_zoo
+    assert Path(old.__file__).is_relative_to(tmp_path)
+    model = old.create_model("hrnet_w18_small_psa_p")
+    assert type(model).__module__.startswith(old.__name__)  # the copy's own classes, not today's
+    row = against_commit.bench_case(old, ModelCase("hrnet_w18_small_psa_p", 1, 64, 48), repeats=1, warmup=0)
+    assert row.rel_diff <= 1e-4 and row.before_ms > 0 and row.now_ms > 0
+    assert "| hrnet_w18_small_psa_p | 1 | 64×48 | channels_last |" in against_commit.to_markdown(
+        [row], "HEAD"
+    )
+
+
+def test_an_unknown_commit_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="cannot read commit 'no-such-commit'"):
+        against_commit.import_commit("no-such-commit", tmp_path)
