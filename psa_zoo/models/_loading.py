@@ -342,27 +342,51 @@ def _backbone_and_head(model: nn.Module) -> tuple[nn.Module, tuple[str, ...]]:
     return model, ("final_layer.", "head_drop.")
 
 
+# The timeout of the one metadata request (no retries) that pretrained_backbone=True makes before timm's
+# loader when the weights are not cached; an unreachable Hub is reported after a few times this (the HTTP
+# client's connect / read phases), not after the Hub client's minute of retries
+HUB_PROBE_TIMEOUT_S = 5.0
+
+
 def _check_timm_weights_reachable(timm_name: str, cache_dir: str | Path | None) -> None:
-    """Offline (``HF_HUB_OFFLINE=1``) and not cached: our error at once instead of the Hub client's."""
+    """Not cached: our error at once when offline (``HF_HUB_OFFLINE=1``), and after one metadata request
+    (timeout :data:`HUB_PROBE_TIMEOUT_S`) when the Hub does not answer (instead of the Hub client's
+    retries and error, about a minute later). A Hub that answers, even with an HTTP error, is left to
+    timm's loader."""
     import huggingface_hub.constants as hub_constants
-    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    from huggingface_hub.errors import HfHubHTTPError
     from timm.models import get_pretrained_cfg
 
-    if not hub_constants.HF_HUB_OFFLINE:
-        return
     cfg = get_pretrained_cfg(timm_name)
     hub_id = getattr(cfg, "hf_hub_id", None)
     if not hub_id:
         return
     filenames = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
     cached = (try_to_load_from_cache(hub_id, f, cache_dir=cache_dir) for f in filenames)
-    if not any(isinstance(path, str) for path in cached):
+    if any(isinstance(path, str) for path in cached):
+        return
+    needs = (
+        f"pretrained_backbone=True needs timm's ImageNet weights of {timm_name} ({hub_id} on the Hugging "
+        "Face Hub), which are not in the local cache"
+    )
+    if hub_constants.HF_HUB_OFFLINE:
         raise FileNotFoundError(
-            f"pretrained_backbone=True needs timm's ImageNet weights of {timm_name} ({hub_id} on the Hugging "
-            "Face Hub), which are not in the local cache, and HF_HUB_OFFLINE=1 forbids downloading them. "
-            "Download them once with network access (timm.create_model("
-            f"{timm_name!r}, pretrained=True)), or build the model with pretrained_backbone=False"
+            f"{needs}, and HF_HUB_OFFLINE=1 forbids downloading them. Download them once with network "
+            f"access (timm.create_model({timm_name!r}, pretrained=True)), or build the model with "
+            "pretrained_backbone=False"
         )
+    url = hf_hub_url(hub_id, filenames[0], endpoint=hub_constants.ENDPOINT)
+    try:
+        get_hf_file_metadata(url, timeout=HUB_PROBE_TIMEOUT_S, retry_on_errors=False)
+    except HfHubHTTPError:
+        return  # the Hub answered: timm's loader reports what it says
+    except Exception as error:  # connection refused, DNS, timeout: the Hub is not reachable from here
+        raise FileNotFoundError(
+            f"{needs}, and {hub_constants.ENDPOINT} did not answer (one request, timeout "
+            f"{HUB_PROBE_TIMEOUT_S:g} s: {type(error).__name__}). Connect to the network (or set "
+            "HF_ENDPOINT to a reachable mirror), or build the model with pretrained_backbone=False"
+        ) from None
 
 
 def load_backbone_from_timm(model: nn.Module, cfg: PretrainedCfg, cache_dir: str | None = None) -> None:

@@ -63,3 +63,57 @@ def test_pretrained_backbone_loads_timm_weights_from_the_hub_cache(
 def test_pretrained_backbone_offline_without_cache_says_so(tmp_path, offline):
     with pytest.raises(FileNotFoundError, match=r"not in the local cache, and HF_HUB_OFFLINE=1"):
         psa_zoo.create_model("deeplabv3plus_mbv2", pretrained_backbone=True, cache_dir=str(tmp_path))
+
+
+def _stalling_server():
+    """A loopback TCP server that accepts connections and never answers (a Hub that does not respond)."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    held = []
+
+    def accept():
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:  # closed
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    return server, held
+
+
+def test_pretrained_backbone_with_an_unanswering_hub_fails_within_the_bound(tmp_path, monkeypatch):
+    import time
+
+    from psa_zoo.models import _loading
+
+    server, held = _stalling_server()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+    monkeypatch.setattr(_loading, "HUB_PROBE_TIMEOUT_S", 1.0)
+    start = time.monotonic()
+    try:
+        with pytest.raises(
+            FileNotFoundError, match=r"not in the local cache, and http://127\.0\.0\.1:\d+ did not"
+        ):
+            psa_zoo.create_model("deeplabv3plus_mbv2", pretrained_backbone=True, cache_dir=str(tmp_path))
+    finally:
+        server.close()
+        for connection in held:
+            connection.close()
+    # one request with a 1 s timeout (about 3 s here: connect and read phases), no retries; the Hub
+    # client's own retries take about a minute
+    assert time.monotonic() - start < 8
+
+
+def test_pretrained_backbone_with_a_refusing_hub_fails_at_once(tmp_path, monkeypatch):
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]  # closed again: connections to it are refused
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    with pytest.raises(FileNotFoundError, match=r"did not answer \(one request, timeout 5 s: \w+\)"):
+        psa_zoo.create_model("deeplabv3plus_mbv2", pretrained_backbone=True, cache_dir=str(tmp_path))
