@@ -176,6 +176,21 @@ def test_a_config_asking_for_a_huge_network_fails_before_allocating(tmp_path):
     assert "shape mismatches" in out.stdout
 
 
+def test_a_config_asking_for_millions_of_blocks_fails_before_building_them(tmp_path):
+    """Block counts cost Python objects even on the meta device, before any shape can be checked: a spec
+    with 10^6 blocks per branch is refused by the spec itself, at once."""
+    import time
+
+    _, folder = _saved(tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    config["model_args"]["spec"]["stage2"]["num_blocks"] = [1_000_000, 1_000_000]
+    (folder / "config.json").write_text(json.dumps(config))
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=r"num_blocks entries is 1000000, at most 64 is supported"):
+        psa_zoo.from_pretrained(folder)
+    assert time.monotonic() - start < 5  # building 2·10^6 blocks would take many minutes and gigabytes
+
+
 _KILL_SCRIPT = """
 import sys, torch, psa_zoo
 sys.path.insert(0, {tests!r})

@@ -68,6 +68,26 @@ def _positive_ints(values: Sequence[int], what: str) -> tuple[int, ...]:
     return values
 
 
+# Upper bounds of a spec's counts (the released HRNets: ≤ 4 modules, ≤ 4 blocks, ≤ 4 branches per stage).
+# Shapes are checked against the weights' header before anything is allocated, but module counts cost
+# Python objects even on the meta device: an untrusted config.json must not ask for millions of blocks.
+MAX_MODULES = MAX_BLOCKS = 64
+MAX_BRANCHES = 8
+
+
+def _check_bounded(num_modules: int, num_blocks: tuple[int, ...], widths: tuple[int, ...]) -> None:
+    for what, value, limit in (
+        ("num_modules", num_modules, MAX_MODULES),
+        ("num_blocks entries", max(num_blocks), MAX_BLOCKS),
+        ("branches (entries of widths)", len(widths), MAX_BRANCHES),
+    ):
+        if value > limit:
+            raise ValueError(
+                f"HRNet stage: {what} is {value}, at most {limit} is supported (the released HRNets use "
+                "at most 4); check the spec or the config.json it came from"
+            )
+
+
 @dataclass(frozen=True)
 class StageSpec:
     """One HRNet stage: ``num_modules`` multi-resolution modules with one branch per entry of ``widths``.
@@ -89,6 +109,7 @@ class StageSpec:
             raise ValueError(f"num_modules must be a positive int, got {self.num_modules!r}")
         object.__setattr__(self, "num_blocks", _positive_ints(self.num_blocks, "num_blocks"))
         object.__setattr__(self, "widths", _positive_ints(self.widths, "widths"))
+        _check_bounded(self.num_modules, self.num_blocks, self.widths)
         if len(self.num_blocks) != len(self.widths):
             raise ValueError(
                 f"num_blocks {self.num_blocks} and widths {self.widths} must have one entry per branch"
