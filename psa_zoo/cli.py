@@ -289,45 +289,31 @@ def _run_bench_models(args: argparse.Namespace) -> int:
     check_output_file(args.json, "--json")
     repeats = args.repeats or (1 if args.quick else 5)
     print(f"Machine: {machine_description().split(',')[0]}, {args.threads} threads", flush=True)
-    if args.against:
-        return _run_against_commit(args, cases, repeats)
-    trunks = bench_models.QUICK_TRUNK_PEERS if args.quick else bench_models.TRUNK_PEERS
-    if args.compile:
+    payload = {"machine": machine_description()}
+    if args.against or args.compile:
         import torch
 
-        torch.set_num_threads(args.threads)
-        rows = [row for case in cases for row in bench_models.bench_compiled(case, repeats, warmup=1)]
+        torch.set_num_threads(args.threads)  # run_model_benchmark sets its own
+    if args.against:
+        import dataclasses
+
+        from .bench import against_commit
+
+        commit_rows = against_commit.bench_against_commit(args.against, cases, repeats=repeats, warmup=1)
+        print(against_commit.to_markdown(commit_rows, args.against))
+        payload.update(against=args.against, rows=[dataclasses.asdict(r) for r in commit_rows])
     else:
-        rows = bench_models.run_model_benchmark(
-            cases, repeats=repeats, warmup=1, threads=args.threads, with_smp=not (args.no_smp or args.quick),
-            trunks=() if args.no_trunks else trunks,
-        )  # fmt: skip
-    print(bench_models.to_markdown(rows))
+        if args.compile:
+            rows = [row for case in cases for row in bench_models.bench_compiled(case, repeats, warmup=1)]
+        else:
+            trunks = bench_models.QUICK_TRUNK_PEERS if args.quick else bench_models.TRUNK_PEERS
+            rows = bench_models.run_model_benchmark(
+                cases, repeats=repeats, warmup=1, threads=args.threads,
+                with_smp=not (args.no_smp or args.quick), trunks=() if args.no_trunks else trunks,
+            )  # fmt: skip
+        print(bench_models.to_markdown(rows))
+        payload["rows"] = bench_models.rows_as_dicts(rows)
     if args.json:
-        payload = {"machine": machine_description(), "rows": bench_models.rows_as_dicts(rows)}
-        with open(args.json, "w") as handle:
-            json.dump(payload, handle, indent=2, ensure_ascii=False)
-    return 0
-
-
-def _run_against_commit(args: argparse.Namespace, cases: tuple, repeats: int) -> int:
-    import dataclasses
-    import json
-
-    import torch
-
-    from .bench import against_commit
-    from .bench.attention import machine_description
-
-    torch.set_num_threads(args.threads)
-    rows = against_commit.bench_against_commit(args.against, cases, repeats=repeats, warmup=1)
-    print(against_commit.to_markdown(rows, args.against))
-    if args.json:
-        payload = {
-            "machine": machine_description(),
-            "against": args.against,
-            "rows": [dataclasses.asdict(r) for r in rows],
-        }
         with open(args.json, "w") as handle:
             json.dump(payload, handle, indent=2, ensure_ascii=False)
     return 0

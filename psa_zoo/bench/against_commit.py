@@ -29,6 +29,7 @@ from types import ModuleType
 import torch
 
 from ..models import create_model
+from ..models._runtime import format_images, to_memory_format
 from ._measure import time_interleaved
 from .models import DEFAULT_CASES, ModelCase, _forward
 
@@ -96,11 +97,6 @@ def import_commit(commit: str, workdir: Path) -> ModuleType:
         sys.path.remove(str(workdir))
 
 
-def _layout(model: torch.nn.Module, x: torch.Tensor, layout: str) -> tuple[torch.nn.Module, torch.Tensor]:
-    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-    return model.to(memory_format=fmt), x.contiguous(memory_format=fmt)
-
-
 def _relative_difference(now: torch.nn.Module, before: torch.nn.Module, x: torch.Tensor) -> float:
     """max |Δ| / max |output| of the two models on a small ``x``, both contiguous.
 
@@ -129,9 +125,10 @@ def bench_case(
         raise RuntimeError(
             f"{case.name}: the commits' outputs differ by {diff:.2e} (relative); not one network"
         )
-    now, x_now = _layout(now, x, layout)
-    before, x_before = _layout(before, x, layout)
-    run_now, run_before = _forward(now, x_now), _forward(before, x_before)
+    fmt = to_memory_format(now, layout)
+    to_memory_format(before, fmt)
+    x = format_images(x, fmt)
+    run_now, run_before = _forward(now, x), _forward(before, x)
     times = time_interleaved({"before": run_before, "now": run_now}, repeats=repeats, warmup=warmup)
     return CommitRow(
         case.name,

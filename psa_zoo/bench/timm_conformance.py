@@ -58,14 +58,13 @@ def _model_name(item: pytest.Item) -> str | None:
     return getattr(getattr(item, "callspec", None), "params", {}).get("model_name")
 
 
-def _is_ours(name: str | None) -> bool:
-    base = (name or "").split(".")[0]
-    return base in psa_zoo.list_models() and psa_zoo.registered_in_timm(base)
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    keep = [i for i in items if _is_ours(_model_name(i)) and i.originalname not in NOT_RUN]
-    config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+    ours = {name for name in psa_zoo.list_models() if psa_zoo.registered_in_timm(name)}
+    keep, drop = [], []
+    for item in items:
+        base = (_model_name(item) or "").split(".")[0]  # "name.tag" → "name"
+        (keep if base in ours and item.originalname not in NOT_RUN else drop).append(item)
+    config.hook.pytest_deselected(items=drop)
     items[:] = keep
 
 

@@ -195,11 +195,7 @@ class _PsaConfig(PreTrainedConfig):
         if count is not None and count != len(names):
             names = saved.with_num_outputs(count).label_names  # the record's names when their count fits
         kwargs["id2label"] = dict(enumerate(names))
-        label2id = kwargs.get("label2id")
-        if label2id is None or {str(k): int(v) for k, v in label2id.items()} != {
-            name: i for i, name in enumerate(names)
-        }:
-            kwargs["label2id"] = {name: i for i, name in enumerate(names)}
+        kwargs["label2id"] = {name: i for i, name in enumerate(names)}  # always the inverse of id2label
 
     def _record_metadata(self) -> ModelMetadata:
         return ModelMetadata.from_dict(self.metadata)

@@ -42,7 +42,6 @@ from transformers.utils import ModelOutput, cached_file
 from psa_zoo.losses import keypoint_mse_loss, segmentation_loss
 from psa_zoo.models._download import CONFIG_NAME, WEIGHTS_NAME
 from psa_zoo.models._loading import build_saved, check_weights_sha256
-from psa_zoo.models._serialization import model_config
 from psa_zoo.models._serialization import save_pretrained as save_psa_folder
 
 from .configuration_psa import PsaPoseConfig, PsaSegConfig, labelled_metadata
@@ -207,15 +206,14 @@ class PsaPreTrainedModel(PreTrainedModel):
         if push_to_hub:
             self._push_folder(save_directory, token=token, **kwargs)
 
-    def _add_files(self, folder: Path) -> dict[str, Any]:
-        """transformers' part of a save: remote code (when registered) and the config fields psa_zoo's record
-        does not hold."""
+    def _add_files(self, folder: Path, record: Mapping[str, Any]) -> dict[str, Any]:
+        """transformers' part of a save: remote code (when registered) and the config fields psa_zoo's
+        ``record`` does not hold."""
         self.config.architectures = [type(self).__name__]
         if self.is_remote_code():
             custom_object_save(self, folder, config=self.config)
         if self.config._auto_class is not None:
             custom_object_save(self.config, folder, config=self.config)
-        record = model_config(self.model)
         return {
             key: value
             for key, value in self.config.to_diff_dict().items()

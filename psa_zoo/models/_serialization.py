@@ -152,7 +152,7 @@ def save_pretrained(
     overwrite: bool = False,
     *,
     state_dict: Mapping[str, torch.Tensor] | None = None,
-    add_files: Callable[[Path], Mapping[str, Any]] | None = None,
+    add_files: Callable[[Path, Mapping[str, Any]], Mapping[str, Any]] | None = None,
 ) -> Path:
     """Write ``model.safetensors``, ``config.json`` and, when given, ``README.md`` into ``save_directory``.
 
@@ -161,9 +161,10 @@ def save_pretrained(
     written with mode 0644. Returns the directory; ``psa_zoo.from_pretrained(directory)`` rebuilds the model.
 
     ``state_dict`` (the keys of ``model.state_dict()``, all of them) is saved instead of the model's own
-    tensors. ``add_files(folder)`` is called with the temporary folder before ``config.json`` is written:
-    it may write further files of :data:`MODEL_FILES` there and returns fields to add to ``config.json``
-    (not psa_zoo's own fields); the transformers wrappers add theirs this way.
+    tensors. ``add_files(folder, record)`` is called with the temporary folder and psa_zoo's record (the
+    ``config.json`` fields so far) before ``config.json`` is written: it may write further files of
+    :data:`MODEL_FILES` there and returns fields to add to ``config.json`` (not psa_zoo's own fields); the
+    transformers wrappers add theirs this way.
     """
     from safetensors.torch import save_file
 
@@ -182,7 +183,7 @@ def save_pretrained(
         save_file(state, weights, metadata={"format": "pt", **metadata})
         config["weights_sha256"] = file_sha256(weights)
         if add_files is not None:
-            config = {**_added_fields(add_files(tmp), config), **config}
+            config = {**_added_fields(add_files(tmp, config), config), **config}
             _check_added_files(tmp)
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         if model_card is not None:

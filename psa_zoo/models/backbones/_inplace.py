@@ -14,7 +14,7 @@ before the shortcut lands in it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -38,8 +38,12 @@ def inplace_adds(enabled: bool) -> Iterator[None]:
         ENABLED = previous
 
 
-def residual_add(out: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-    """``out + other``, written into ``out`` when :data:`ENABLED`.
+def residual_add(
+    out: torch.Tensor, other: torch.Tensor, drop_path: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> torch.Tensor:
+    """``out + other``, written into ``out`` when :data:`ENABLED`; with a block's ``drop_path`` (stochastic
+    depth), ``drop_path(out) + other`` — its output is ``out`` itself (eval, p = 0) or a fresh product, so
+    the sum may still land in it.
 
     The caller guarantees that ``out`` is its own: a fresh tensor (a batch-norm, convolution or resize
     output) that is not the block's input, not shared with another consumer and not saved for backward by
@@ -47,6 +51,8 @@ def residual_add(out: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     rounded into a bf16 ``out``) and under ``torch.fx`` symbolic tracing (a traced graph stays free of
     mutation, and proxies have no dtype to compare).
     """
+    if drop_path is not None:
+        out = drop_path(out)
     if ENABLED and not is_symbolic_tracing() and out.dtype == other.dtype:
         return out.add_(other)
     return out + other

@@ -280,9 +280,7 @@ class BasicBlock(nn.Module):
         if self.deattn is not None:
             out = self.deattn(out)
         out = self.bn2(self.conv2(out))
-        if self.drop_path is not None:
-            out = self.drop_path(out)
-        return self.act2(residual_add(out, shortcut))  # into the BN output (see _inplace.py)
+        return self.act2(residual_add(out, shortcut, self.drop_path))  # into the BN output (see _inplace.py)
 
 
 class Bottleneck(nn.Module):
@@ -313,9 +311,7 @@ class Bottleneck(nn.Module):
         out = self.act1(self.bn1(self.conv1(x)))
         out = self.act2(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        if self.drop_path is not None:
-            out = self.drop_path(out)
-        return self.act3(residual_add(out, shortcut))  # into the BN output (see _inplace.py)
+        return self.act3(residual_add(out, shortcut, self.drop_path))  # into the BN output (see _inplace.py)
 
 
 def _make_blocks(

@@ -99,14 +99,6 @@ class _Block(nn.Module):
         p = self.input_pad
         return F.pad(x, (p, p, p, p)) if p else x
 
-    def _add_shortcut(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The block's output: ``out`` (+ ``x`` with a shortcut, summed into ``out``, never into x)."""
-        if not self.has_shortcut:
-            return out
-        if self.drop_path is not None:
-            out = self.drop_path(out)
-        return residual_add(out, x)
-
 
 class DepthwiseSeparable(_Block):
     """Expansion-1 block: dw3×3 → BN → ReLU6 → [attn] → pw1×1 → BN (→ + input when it has a shortcut).
@@ -140,7 +132,7 @@ class DepthwiseSeparable(_Block):
         if self.attn is not None:
             out = self.attn(out)
         out = self.bn2(self.conv_pw(out))
-        return self._add_shortcut(out, x)
+        return residual_add(out, x, self.drop_path) if self.has_shortcut else out  # into the BN output
 
 
 class InvertedResidual(_Block):
@@ -182,7 +174,7 @@ class InvertedResidual(_Block):
         if self.attn is not None:
             out = self.attn(out)
         out = self.bn3(self.conv_pwl(out))
-        return self._add_shortcut(out, x)
+        return residual_add(out, x, self.drop_path) if self.has_shortcut else out  # into the BN output
 
 
 class MobileNetV2(nn.Module):

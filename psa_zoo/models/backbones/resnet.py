@@ -108,9 +108,7 @@ class BasicBlock(nn.Module):
         if self.attn is not None:
             out = self.attn(out)
         out = self.bn2(self.conv2(out))
-        if self.drop_path is not None:
-            out = self.drop_path(out)
-        return self.act2(residual_add(out, shortcut))  # into the BN output (see _inplace.py)
+        return self.act2(residual_add(out, shortcut, self.drop_path))  # into the BN output (see _inplace.py)
 
 
 class Bottleneck(nn.Module):
@@ -163,9 +161,7 @@ class Bottleneck(nn.Module):
         if self.attn is not None:
             out = self.attn(out)
         out = self.bn3(self.conv3(out))
-        if self.drop_path is not None:
-            out = self.drop_path(out)
-        return self.act3(residual_add(out, shortcut))  # into the BN output (see _inplace.py)
+        return self.act3(residual_add(out, shortcut, self.drop_path))  # into the BN output (see _inplace.py)
 
 
 _BLOCKS: dict[str, type[BasicBlock] | type[Bottleneck]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
