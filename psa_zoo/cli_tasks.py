@@ -145,6 +145,9 @@ def _add_eval_pose(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--json", help="write {AP, ..., ARl, per_keypoint} here")
     p.add_argument("--results-out", help="also write the COCO results list (with --model)")
+    from .cli import add_fold_batchnorm_flag
+
+    add_fold_batchnorm_flag(p)
     p.set_defaults(func=_run_eval_pose)
 
 
@@ -213,6 +216,7 @@ def _eval_model(args):
         accelerator=accelerator,
         flip_test=args.flip_test,
         batch_size=args.batch_size,
+        fold_batchnorm=args.fold_batchnorm,
     )
     _end(accelerator)
     if not accelerator.is_main_process:
@@ -289,6 +293,9 @@ def _add_eval_seg(subparsers) -> None:
     p.add_argument("--eval-crop-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"))
     p.add_argument("--flip-test", action="store_true")
     p.add_argument("--json", help='write {"mIoU", "aAcc", "mAcc", "IoU": {...}, "Acc": {...}} here')
+    from .cli import add_fold_batchnorm_flag
+
+    add_fold_batchnorm_flag(p)
     p.set_defaults(func=_run_eval_seg)
 
 
@@ -331,7 +338,7 @@ def _eval_seg_model(args):
     crop = tuple(args.eval_crop_size) if args.eval_crop_size else None
     metrics = evaluate_seg_model(
         model, dataset, accelerator=accelerator, mode=args.eval_mode, scales=tuple(args.eval_scales),
-        flip=args.flip_test, crop_size=crop,
+        flip=args.flip_test, crop_size=crop, fold_batchnorm=args.fold_batchnorm,
     )  # fmt: skip
     _end(accelerator)
     if not accelerator.is_main_process:

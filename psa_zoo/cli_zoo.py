@@ -194,6 +194,9 @@ def _add_predict(subparsers) -> None:
     p.add_argument("--memory-format", choices=("auto", "channels_last", "contiguous"), default="auto",
                    help="model and input layout (auto: channels_last on CPU and CUDA)")  # fmt: skip
     p.add_argument("--compile", action="store_true", help="run the forward through torch.compile")
+    from .cli import add_fold_batchnorm_flag
+
+    add_fold_batchnorm_flag(p)
     p.add_argument("--overwrite", action="store_true", help="replace result files that exist")
     p.set_defaults(func=_run_predict)
 
@@ -302,7 +305,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     pose_boxes = boxes if model.task == "pose" else None
     lines = predict_files(model, images, out, boxes=pose_boxes, flip=args.flip_test, attn_maps=args.attn_maps,
                           attn_blocks=args.attn_blocks, memory_format=args.memory_format,
-                          compile=args.compile)  # fmt: skip
+                          fold_batchnorm=args.fold_batchnorm, compile=args.compile)  # fmt: skip
     for line in lines:
         print(line)
     return 0

@@ -123,12 +123,13 @@ def predict_files(
     attn_maps: bool = False,
     attn_blocks: Sequence[str] | None = None,
     memory_format: str = "auto",
+    fold_batchnorm: bool = True,
     compile: bool = False,
 ) -> Iterator[str]:
     """Predict each image with ``model`` (its task decides how) into ``out_dir``; yields one line per
     image saying what was found and written. ``boxes``: pose boxes by image file name (missing = the
-    whole image); ``memory_format`` / ``compile``: as the predictors take them."""
-    runtime = {"memory_format": memory_format, "compile": compile}
+    whole image); ``memory_format`` / ``fold_batchnorm`` / ``compile``: as the predictors take them."""
+    runtime = {"memory_format": memory_format, "fold_batchnorm": fold_batchnorm, "compile": compile}
     if attn_maps and attn_blocks:
         from .layers.attention_maps import record_attention
 

@@ -180,15 +180,16 @@ def test_bench_models_quick_runs_end_to_end(tmp_path, capsys):
     rows = [r for r in every if r["name"] == "hrnet_w18_psa_p"]
     # --quick adds the quick trunk comparison (ResNet-50 against timm's, both layouts) after the case
     assert [r["variant"] for r in every[len(rows) :]] == ["trunk", "timm", "trunk", "timm"]
-    assert [r["variant"] for r in rows] == ["attn", "none", "reference", "attn contiguous"]
-    assert [r["layout"] for r in rows] == ["channels_last"] * 3 + ["contiguous"]
+    assert [r["variant"] for r in rows] == ["attn", "none", "reference", "attn contiguous", "attn folded"]
+    assert [r["layout"] for r in rows] == ["channels_last"] * 3 + ["contiguous", "channels_last"]
     assert all(r["train_peak_mb"] > 0 for r in rows[:3])
     by = {r["variant"]: r for r in rows}
-    # the overheads are the latency ratios of the same run: PSA vs none, contiguous vs channels_last
+    # the overheads are the latency ratios of the same run: PSA vs none, contiguous and folded vs attn
     assert by["attn"]["overhead"] == pytest.approx(by["attn"]["latency_ms"] / by["none"]["latency_ms"] - 1)
-    assert by["attn contiguous"]["overhead"] == pytest.approx(
-        by["attn contiguous"]["latency_ms"] / by["attn"]["latency_ms"] - 1
-    )
+    for variant in ("attn contiguous", "attn folded"):
+        assert by[variant]["overhead"] == pytest.approx(
+            by[variant]["latency_ms"] / by["attn"]["latency_ms"] - 1
+        )
 
 
 def test_trunks_are_timed_against_timms_in_both_layouts():

@@ -7,8 +7,11 @@ model, strictly) and the same input. Before timing, the two outputs must agree o
 (to 1e-4 of the largest output), so both sides run the same network. Both run in
 channels_last, the layout today's predictors and engine choose by default on the CPU; the earlier code
 ran in it when asked, and it was its faster layout too (so each side is in its best layout).
-Times are medians of interleaved repeats (:func:`~psa_zoo.bench._measure.time_interleaved`); the
-speed-up is ``t_before / t_now``.
+Today's model is timed twice: as built, and as the predictors and evaluations run it, with its BatchNorm
+folded into the convolutions (:func:`~psa_zoo.models._runtime.inference_module`; the earlier code had no
+folding, so its model as built is what its predictors ran). Times are medians of interleaved repeats
+(:func:`~psa_zoo.bench._measure.time_interleaved`); the speed-ups are ``t_before / t_now`` and
+``t_before / t_folded``.
 
 CLI: ``psa-zoo bench-models --against COMMIT [--models ...]`` (a git checkout of psa_zoo is needed).
 """
@@ -29,7 +32,7 @@ from types import ModuleType
 import torch
 
 from ..models import create_model
-from ..models._runtime import format_images, to_memory_format
+from ..models._runtime import format_images, inference_module, to_memory_format
 from ._measure import time_interleaved
 from .models import DEFAULT_CASES, ModelCase, _forward
 
@@ -48,6 +51,8 @@ class CommitRow:
     now_ms: float
     speedup: float  # before / now
     rel_diff: float  # max |Δ| of the two sides' outputs over max |output|, same weights and input
+    folded_ms: float  # today's model as the predictors run it: BatchNorm folded into the convolutions
+    folded_speedup: float  # before / folded
 
 
 def _repo_root() -> Path:
@@ -125,11 +130,18 @@ def bench_case(
         raise RuntimeError(
             f"{case.name}: the commits' outputs differ by {diff:.2e} (relative); not one network"
         )
+    folded = inference_module(now)
+    diff = max(diff, _relative_difference(folded, before, torch.randn(1, 3, 65, 65)))
+    if diff > 1e-4:
+        raise RuntimeError(
+            f"{case.name}: the folded model's outputs differ from the commit's by {diff:.2e} (relative)"
+        )
     fmt = to_memory_format(now, layout)
     to_memory_format(before, fmt)
+    to_memory_format(folded, fmt)
     x = format_images(x, fmt)
-    run_now, run_before = _forward(now, x), _forward(before, x)
-    times = time_interleaved({"before": run_before, "now": run_now}, repeats=repeats, warmup=warmup)
+    runs = {"before": _forward(before, x), "now": _forward(now, x), "folded": _forward(folded, x)}
+    times = time_interleaved(runs, repeats=repeats, warmup=warmup)
     return CommitRow(
         case.name,
         case.batch,
@@ -139,6 +151,8 @@ def bench_case(
         times["now"] * 1e3,
         times["before"] / times["now"],
         diff,
+        times["folded"] * 1e3,
+        times["before"] / times["folded"],
     )
 
 
@@ -161,12 +175,13 @@ def bench_against_commit(
 
 def to_markdown(rows: list[CommitRow], commit: str) -> str:
     lines = [
-        f"| model | batch | input | layout | {commit} ms | now ms | speed-up | max rel. Δ |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| model | batch | input | layout | {commit} ms | now ms | speed-up | now folded ms | speed-up "
+        "folded | max rel. Δ |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r.name} | {r.batch} | {r.input} | {r.layout} | {r.before_ms:,.0f} | {r.now_ms:,.0f} | "
-            f"{r.speedup:.3f}× | {r.rel_diff:.1e} |"
+            f"{r.speedup:.3f}× | {r.folded_ms:,.0f} | {r.folded_speedup:.3f}× | {r.rel_diff:.1e} |"
         )
     return "\n".join(lines)

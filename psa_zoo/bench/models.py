@@ -9,7 +9,9 @@ When segmentation_models_pytorch is installed, its DeepLabV3+ (ResNet-101, outpu
 
 Every model runs in the memory format the predictors and the training engine choose by default
 (``"auto"``: channels_last for convolutional models on the CPU, :mod:`psa_zoo.models._runtime`); the fast
-model is also timed contiguous, in the same interleaved run, to show what the layout buys. The trunks are
+model is also timed contiguous, in the same interleaved run, to show what the layout buys, and with its
+BatchNorm folded into the convolutions (``attn folded``: what the predictors and evaluations run,
+:func:`~psa_zoo.models._runtime.inference_module`). The trunks are
 timed against timm's same backbone (``features_only``: the same network, the same weights' layout) in
 both layouts, interleaved.
 """
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from ..models import create_model
-from ..models._runtime import format_images, memory_format_name, to_memory_format
+from ..models._runtime import format_images, inference_module, memory_format_name, to_memory_format
 from ._measure import peak_memory, time_interleaved
 
 
@@ -57,7 +59,7 @@ class ModelRow:
     name: str
     batch: int
     input: str
-    variant: str  # "attn" (fast), "none", "reference", "attn contiguous", "smp", "trunk", "timm"
+    variant: str  # "attn" (fast), "none", "reference", "attn contiguous", "attn folded", "smp", "trunk", ...
     params: int
     latency_ms: float
     peak_mb: float | None  # None: not measured (the compiled variants)
@@ -111,9 +113,13 @@ def _smp_deeplab(num_classes: int) -> torch.nn.Module | None:
     ).eval()
 
 
+_AGAINST_ATTN = ("attn contiguous", "attn folded")  # variants compared with "attn"; not trained
+
+
 def bench_case(case: ModelCase, repeats: int, warmup: int) -> list[ModelRow]:
     """Time and measure one case in its variants (interleaved): fast PSA, no attention, PSA's
-    straightforward form, all in the default layout, and fast PSA contiguous."""
+    straightforward form, all in the default layout, fast PSA contiguous, and fast PSA with its BatchNorm
+    folded into the convolutions (what the predictors run)."""
     models = {
         "attn": create_model(case.name).eval(),
         "none": create_model(case.name, attn=None).eval(),
@@ -126,17 +132,18 @@ def bench_case(case: ModelCase, repeats: int, warmup: int) -> list[ModelRow]:
     layouts = {
         k: to_memory_format(m, "contiguous" if k == "attn contiguous" else "auto") for k, m in models.items()
     }
+    # what the predictors and the evaluations run: the fast model with its BatchNorm folded
+    models["attn folded"] = inference_module(models["attn"], memory_format=layouts["attn"])
+    layouts["attn folded"] = layouts["attn"]
     inputs = {k: format_images(x, fmt) for k, fmt in layouts.items()}
     runs = {k: _forward(m, inputs[k]) for k, m in models.items()}
     times = time_interleaved(runs, repeats=repeats, warmup=warmup)
     shape = f"{case.batch}×3×{case.height}×{case.width}"
     rows = []
     for variant, model in models.items():
-        base = "attn" if variant == "attn contiguous" else "none"
+        base = "attn" if variant in _AGAINST_ATTN else "none"
         overhead = None if variant == "none" else times[variant] / times[base] - 1
-        train = (
-            None if variant == "attn contiguous" else peak_memory(_train_step(model, inputs[variant])) / 2**20
-        )
+        train = None if variant in _AGAINST_ATTN else peak_memory(_train_step(model, inputs[variant])) / 2**20
         rows.append(
             ModelRow(
                 case.name, case.batch, shape, variant, sum(p.numel() for p in model.parameters()),

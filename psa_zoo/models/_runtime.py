@@ -10,6 +10,11 @@ and the training engine:
   agree to float rounding (the convolutions sum in another order), and a state dict saved from either
   loads into either. Element-wise dropout draws its mask in memory order, so one seed gives other masks
   in the two layouts: a run is reproducible in its own layout.
+* **BatchNorm folding** (on by default for inference: the predictors and the evaluations): a copy of the
+  model with each eval-mode BatchNorm folded into the convolution before it
+  (:mod:`psa_zoo.models._fold_batchnorm`), one pass over every normalised activation less; outputs agree
+  with the unfolded model to float rounding. The copy is made once, when the predictor is built or the
+  evaluation starts; it does not follow later changes of the model's weights.
 * **compile** is an option, off by default: ``torch.compile`` (inductor) needs a C++ compiler on the CPU
   and minutes of compilation for the large models, and a compiled module does not see attention-map
   recording (:mod:`psa_zoo.layers.attention_maps` hooks act in eager mode only), so callers keep the eager
@@ -19,14 +24,18 @@ and the training engine:
 from __future__ import annotations
 
 import shutil
+import warnings
 from typing import Any
 
 import torch
 from torch import nn
 
+from ._fold_batchnorm import fold_batchnorm
+
 __all__ = [
     "MEMORY_FORMATS",
     "format_images",
+    "inference_module",
     "maybe_compile",
     "memory_format_name",
     "preferred_memory_format",
@@ -108,6 +117,29 @@ def format_images(images: torch.Tensor, memory_format: torch.memory_format) -> t
     if images.ndim != 4:
         return images
     return images.contiguous(memory_format=memory_format)
+
+
+def inference_module(
+    model: nn.Module, *, fold: bool = True, memory_format: torch.memory_format | None = None
+) -> nn.Module:
+    """What inference runs: with ``fold`` a BatchNorm-folded eval-mode copy of ``model``
+    (:func:`~psa_zoo.models._fold_batchnorm.fold_batchnorm`) laid out in ``memory_format`` (default: as
+    ``model``), else ``model`` itself.
+
+    ``model`` is not changed (it stays the module to record attention maps on, to train or to save). A
+    model without BatchNorm, or one that does not trace with ``torch.fx``, runs as it is (the latter with
+    a warning saying why).
+    """
+    if not fold or not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return model
+    try:
+        folded = fold_batchnorm(model)
+    except ValueError as error:
+        warnings.warn(f"{error}; it runs unfolded", stacklevel=2)
+        return model
+    if memory_format is not None:
+        folded.to(memory_format=memory_format)
+    return folded
 
 
 def maybe_compile(model: nn.Module, enabled: bool, **compile_kwargs: Any) -> nn.Module:

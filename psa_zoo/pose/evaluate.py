@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from ..data.coco_keypoints import KeypointDataset, PersonInstance
 from ..data.images import normalize_images
 from ..evaluation.coco_keypoints import KeypointEvaluation, evaluate_keypoints, postprocess_predictions
+from ..models._runtime import inference_module
 from .codecs import HeatmapCodec
 from .dataset import TopDownPoseDataset
 from .inference import codec_for, crops_to_image, predict_heatmaps
@@ -84,10 +85,13 @@ def evaluate_pose_model(
     batch_size: int = 32,
     num_workers: int = 0,
     max_images: int | None = None,
+    fold_batchnorm: bool = True,
 ) -> tuple[KeypointEvaluation, list[dict[str, Any]]]:
     """COCO AP of ``model`` on ``dataset`` (ground-truth boxes unless ``instances`` are given, e.g.
     ``dataset.detections(file)``); ``max_images`` evaluates the first images only (whole images, so
-    COCOeval is told which). Returns the evaluation and the final COCO results list."""
+    COCOeval is told which); ``fold_batchnorm`` predicts with a BatchNorm-folded copy of ``model``
+    (:func:`psa_zoo.models._runtime.inference_module`: faster, equal to float rounding). Returns the
+    evaluation and the final COCO results list."""
     instances = list(dataset.instances("eval") if instances is None else instances)
     image_ids = None
     if max_images is not None:
@@ -97,7 +101,7 @@ def evaluate_pose_model(
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     mine = list(range(rank, len(instances), world))
     local = predict_instances(
-        model,
+        inference_module(model, fold=fold_batchnorm),
         [instances[i] for i in mine],
         flip_test=flip_test,
         batch_size=batch_size,

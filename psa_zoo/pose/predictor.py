@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 
 from ..data.images import normalize_images, read_image
 from ..metadata import KeypointSet
-from ..models._runtime import format_images, maybe_compile, to_memory_format
+from ..models._runtime import format_images, inference_module, maybe_compile, to_memory_format
 from .inference import codec_for, crops_to_image, predict_heatmaps
 from .transforms import box_to_center_scale, crop_matrix, warp_image
 
@@ -100,11 +100,15 @@ class PoseEstimator:
         memory_format: ``"auto"`` (channels_last for the CPU and CUDA, where it is faster),
             ``"channels_last"`` or ``"contiguous"``; the keypoints agree to float rounding
             (:mod:`psa_zoo.models._runtime`).
+        fold_batchnorm: run a copy of the model with each BatchNorm folded into the convolution before it
+            (faster; the keypoints agree to float rounding). The copy is made here: build a new estimator
+            after changing the model's weights. ``False`` runs ``model`` itself (no second copy in memory).
         compile: run the forward through ``torch.compile`` (an option: the first prediction then compiles
             for seconds to minutes; inductor needs a C++ compiler on the CPU).
 
     Attributes:
-        model: the eager module (record attention maps on it: a compiled module does not see the hooks).
+        model: the model as given, unfolded and eager (record attention maps on it: the folded or compiled
+            module that predicts does not see the hooks).
         memory_format: the resolved ``torch.memory_format`` of the model and its input crops.
     """
 
@@ -116,6 +120,7 @@ class PoseEstimator:
         batch_size: int = 32,
         device: str | None = None,
         memory_format: str = "auto",
+        fold_batchnorm: bool = True,
         compile: bool = False,
     ) -> None:
         if getattr(model, "task", None) != "pose":
@@ -124,7 +129,8 @@ class PoseEstimator:
             )
         self.model = model.eval() if device is None else model.to(device).eval()
         self.memory_format = to_memory_format(self.model, memory_format)
-        self._forward = maybe_compile(self.model, compile)
+        runtime = inference_module(self.model, fold=fold_batchnorm, memory_format=self.memory_format)
+        self._forward = maybe_compile(runtime, compile)
         self.metadata = model.metadata
         _, self.height, self.width = self.metadata.input_size
         heatmap_h, heatmap_w = model.output_size((self.height, self.width))

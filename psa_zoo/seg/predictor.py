@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 
 from ..data.images import normalize_images, read_image
 from ..metadata import ClassSet
-from ..models._runtime import format_images, maybe_compile, to_memory_format
+from ..models._runtime import format_images, inference_module, maybe_compile, to_memory_format
 from .inference import predict_probabilities
 
 __all__ = ["SegPrediction", "Segmenter"]
@@ -53,13 +53,16 @@ class Segmenter:
         memory_format: ``"auto"`` (channels_last for the CPU and CUDA, where it is faster),
             ``"channels_last"`` or ``"contiguous"``; the probabilities agree to float rounding
             (:mod:`psa_zoo.models._runtime`).
+        fold_batchnorm: run a copy of the model with each BatchNorm folded into the convolution before it
+            (faster; the probabilities agree to float rounding). The copy is made here: build a new
+            segmenter after changing the model's weights. ``False`` runs ``model`` itself (no second copy).
         compile: run the forward through ``torch.compile`` (an option: the first prediction, and each new
             image size, compiles first; inductor needs a C++ compiler on the CPU). Not with
             ``mode="hierarchical"``, whose multi-scale combination calls the model's methods directly.
 
     The model is put in eval mode, moved to ``device`` and laid out in ``memory_format`` in place.
-    Attributes: ``model`` is the eager module (record attention maps on it), ``memory_format`` the resolved
-    ``torch.memory_format``.
+    Attributes: ``model`` is the model as given, unfolded and eager (record attention maps on it),
+    ``memory_format`` the resolved ``torch.memory_format``.
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class Segmenter:
         stride: tuple[int, int] | None = None,
         device: str | None = None,
         memory_format: str = "auto",
+        fold_batchnorm: bool = True,
         compile: bool = False,
     ) -> None:
         if getattr(model, "task", None) != "segmentation":
@@ -87,7 +91,8 @@ class Segmenter:
             )
         self.model = model.eval() if device is None else model.to(device).eval()
         self.memory_format = to_memory_format(self.model, memory_format)
-        self._forward = maybe_compile(self.model, compile)
+        runtime = inference_module(self.model, fold=fold_batchnorm, memory_format=self.memory_format)
+        self._forward = maybe_compile(runtime, compile)
         self.metadata = model.metadata
         self.mode, self.scales, self.flip = mode, tuple(scales), flip
         self.crop_size, self.stride = crop_size, stride

@@ -78,6 +78,7 @@ class TrainConfig:
     memory_format: str = "auto"  # auto | channels_last | contiguous (auto: channels_last on the CPU and CUDA)
     compile: bool = False  # the training forward and backward through torch.compile
     compile_backend: str = "inductor"  # torch.compile backend (e.g. "aot_eager": no C++ compiler needed)
+    fold_batchnorm: bool = True  # evaluate with a BatchNorm-folded copy of the model (faster, same math)
     # input and data
     input_size: list[int] | None = None  # (height, width) of the network input
     val_data: str | None = None  # defaults to the val split of --data
@@ -158,6 +159,11 @@ class TrainConfig:
         self._check_numbers()
         if not isinstance(self.compile, bool):
             raise ConfigError(f"--compile is a switch (true or false in a config file), got {self.compile!r}")
+        if not isinstance(self.fold_batchnorm, bool):
+            raise ConfigError(
+                "fold_batchnorm is a switch (true or false in a config file; --no-fold-batchnorm on the "
+                f"command line), got {self.fold_batchnorm!r}"
+            )
         if not isinstance(self.compile_backend, str) or not self.compile_backend:
             raise ConfigError(
                 "--compile-backend must name a torch.compile backend (e.g. inductor), got "
@@ -287,6 +293,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="run the training forward and backward through torch.compile (compiles first; off by default)",
     )
     add("--compile-backend", help="torch.compile backend for --compile (default inductor)")
+    add(
+        "--no-fold-batchnorm",
+        dest="fold_batchnorm",
+        action="store_const",
+        const=False,
+        help="evaluate the model itself, not a copy with BatchNorm folded into the convolutions",
+    )
     add("--input-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), help="network input size")
     add("--val-data", help="validation dataset (default: the val split of --data)")
     add("--max-val-images", type=int, help="evaluate on the first N validation images only (by image id)")

@@ -131,7 +131,7 @@ RESUMABLE_CHANGES = frozenset({
     "output_dir", "resume_from_checkpoint", "overwrite", "report_to", "log_every", "eval_steps",
     "checkpointing_steps", "checkpoints_total_limit", "num_workers", "val_data", "max_val_images",
     "detections", "flip_test", "cpu", "eval_mode", "eval_scales", "eval_crop_size", "compile",
-    "compile_backend",
+    "compile_backend", "fold_batchnorm",
 })  # fmt: skip
 
 

@@ -122,6 +122,7 @@ class PoseTask(TrainTask):
             batch_size=max(config.batch_size, 8),
             num_workers=config.num_workers,
             max_images=config.max_val_images,
+            fold_batchnorm=config.fold_batchnorm,
         )
         return dict(evaluation.stats)
 

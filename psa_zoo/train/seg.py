@@ -158,6 +158,7 @@ class SegTask(TrainTask):
             flip=bool(config.flip_test),
             crop_size=tuple(config.eval_crop_size) if config.eval_crop_size else None,
             max_images=config.max_val_images,
+            fold_batchnorm=config.fold_batchnorm,
         )
         return {"mIoU": float(metrics.miou), "aAcc": float(metrics.aacc), "mAcc": float(metrics.macc)}
 

@@ -21,7 +21,8 @@ def test_the_commits_package_is_a_separate_copy_that_builds_the_same_network(tmp
     model = old.create_model("hrnet_w18_small_psa_p")
     assert type(model).__module__.startswith(old.__name__)  # the copy's own classes, not today's
     row = against_commit.bench_case(old, ModelCase("hrnet_w18_small_psa_p", 1, 64, 48), repeats=1, warmup=0)
-    assert row.rel_diff <= 1e-4 and row.before_ms > 0 and row.now_ms > 0
+    assert row.rel_diff <= 1e-4 and row.before_ms > 0 and row.now_ms > 0 and row.folded_ms > 0
+    assert row.folded_speedup == pytest.approx(row.before_ms / row.folded_ms)
     assert "| hrnet_w18_small_psa_p | 1 | 64×48 | channels_last |" in against_commit.to_markdown(
         [row], "HEAD"
     )

@@ -14,20 +14,24 @@ def rows():
 
 def test_the_variants_with_their_parameters_and_layouts(rows):
     by_variant = {r.variant: r for r in rows}
-    assert list(by_variant) == ["attn", "none", "reference", "attn contiguous"]
+    assert list(by_variant) == ["attn", "none", "reference", "attn contiguous", "attn folded"]
     assert by_variant["attn"].params == by_variant["reference"].params > by_variant["none"].params
     assert by_variant["attn contiguous"].params == by_variant["attn"].params
     assert by_variant["none"].overhead is None and by_variant["attn"].overhead is not None
     assert by_variant["attn"].target and by_variant["attn"].passed is not None
-    # the default layout on the CPU is channels_last; the extra row is the same model contiguous
-    assert [r.layout for r in rows] == ["channels_last"] * 3 + ["contiguous"]
-    contiguous = by_variant["attn contiguous"]
-    assert contiguous.overhead == pytest.approx(contiguous.latency_ms / by_variant["attn"].latency_ms - 1)
+    # the default layout on the CPU is channels_last; the extra rows are the same model contiguous and
+    # folded (BatchNorm folded: fewer parameters, no running statistics)
+    assert [r.layout for r in rows] == ["channels_last"] * 3 + ["contiguous", "channels_last"]
+    assert by_variant["attn folded"].params < by_variant["attn"].params
+    for variant in ("attn contiguous", "attn folded"):
+        row = by_variant[variant]
+        assert row.peer == "attn" and row.train_peak_mb is None
+        assert row.overhead == pytest.approx(row.latency_ms / by_variant["attn"].latency_ms - 1)
 
 
 def test_training_memory_exceeds_inference_and_orders_the_variants(rows):
     by_variant = {r.variant: r for r in rows}
-    for row in rows[:3]:  # the contiguous row is timed only
+    for row in rows[:3]:  # the contiguous and folded rows are timed only
         assert row.train_peak_mb > row.peak_mb > 0  # training keeps activations and gradients
     # attention adds activations; the straightforward PSA form keeps its C/2 × HW maps on top
     assert by_variant["none"].train_peak_mb < by_variant["attn"].train_peak_mb

@@ -89,3 +89,12 @@ def test_yaml_numbers_without_a_dot_are_numbers(tmp_path):
     config_file.write_text("model: hrnet_w32\nlr: fast\n")
     with pytest.raises(ConfigError, match="lr must be a number, got 'fast'"):
         config_from_args(_parse(["--config", str(config_file), "--output-dir", "o"]), "pose")
+
+
+def test_batchnorm_folding_for_evaluation_is_on_unless_switched_off(tmp_path):
+    assert config_from_args(_parse(_RUN), "pose").fold_batchnorm is True
+    assert config_from_args(_parse([*_RUN, "--no-fold-batchnorm"]), "pose").fold_batchnorm is False
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text("fold_batchnorm: maybe\n")
+    with pytest.raises(ConfigError, match=r"fold_batchnorm is a switch .* got 'maybe'"):
+        config_from_args(_parse([*_RUN, "--config", str(config_file)]), "pose")
