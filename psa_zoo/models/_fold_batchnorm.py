@@ -2,7 +2,7 @@
 
 In eval mode ``bn(conv(x))`` is one convolution with scaled weights and a shifted bias:
 ``w' = w · γ / √(σ² + ε)`` per output channel, ``b' = (b − μ) · γ / √(σ² + ε) + β``. Folding removes one
-pass over every normalised activation; on 2 CPU cores it makes psa_zoo's models 19–29% faster in
+pass over every normalised activation; on 2 CPU cores it makes psa_zoo's models 8–11% faster in
 inference (docs/benchmarks.md). The arithmetic is :func:`torch.nn.utils.fusion.fuse_conv_bn_weights`;
 this module finds the pairs.
 
