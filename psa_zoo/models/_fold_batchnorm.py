@@ -8,8 +8,8 @@ this module finds the pairs.
 
 A pair is found in the model's ``torch.fx`` graph (psa_zoo's models trace with plain
 ``torch.fx.symbolic_trace``): a ``Conv2d`` / ``ConvTranspose2d`` whose output goes to one BatchNorm only, both
-called once per forward, the BatchNorm with running statistics (a grouped transposed convolution is
-left alone). The result keeps the model's class, its
+called once per forward, the BatchNorm with running statistics (a grouped transposed convolution, and a
+pair with a forward hook on either layer, are left alone). The result keeps the model's class, its
 methods and its submodule names: the convolution gets the folded weight and bias and the BatchNorm
 becomes ``nn.Identity``. It is for inference only (training it would train without the normalisation).
 """
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-__all__ = ["fold_batchnorm", "foldable_pairs"]
+__all__ = ["fold_batchnorm", "fold_pairs", "foldable_pairs"]
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 _BATCHNORMS = (nn.BatchNorm2d, nn.SyncBatchNorm)
@@ -53,6 +53,8 @@ def foldable_pairs(model: nn.Module) -> list[tuple[str, str]]:
         if (
             _is_call(source, modules, _CONVS)
             and _foldable_conv(modules[source.target])
+            and not _has_hooks(modules[source.target])
+            and not _has_hooks(modules[node.target])
             and len(source.users) == 1
             and calls[source.target] == 1
             and calls[node.target] == 1
@@ -75,7 +77,11 @@ def fold_batchnorm(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     Raises:
         ValueError: ``model`` does not trace (nothing is changed).
     """
-    pairs = foldable_pairs(model)
+    return fold_pairs(model, foldable_pairs(model), inplace=inplace)
+
+
+def fold_pairs(model: nn.Module, pairs: list[tuple[str, str]], *, inplace: bool = False) -> nn.Module:
+    """:func:`fold_batchnorm` with the pairs already found (:func:`foldable_pairs`)."""
     folded = model if inplace else copy.deepcopy(model)
     folded.eval()
     for conv_name, bn_name in pairs:
@@ -91,6 +97,11 @@ def _is_call(node, modules: dict[str, nn.Module], kinds: tuple[type, ...]) -> bo
         and node.op == "call_module"
         and isinstance(modules.get(node.target), kinds)
     )
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    # a hook would see the folded output (conv) or vanish with the layer (BatchNorm): left alone
+    return bool(module._forward_hooks or module._forward_pre_hooks)
 
 
 def _foldable_conv(conv: nn.Module) -> bool:

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._fold_batchnorm import fold_batchnorm
+from ._fold_batchnorm import fold_pairs, foldable_pairs
 
 __all__ = [
     "MEMORY_FORMATS",
@@ -127,16 +127,19 @@ def inference_module(
     ``model``), else ``model`` itself.
 
     ``model`` is not changed (it stays the module to record attention maps on, to train or to save). A
-    model without BatchNorm, or one that does not trace with ``torch.fx``, runs as it is (the latter with
-    a warning saying why).
+    model with nothing to fold, or one that does not trace with ``torch.fx``, runs as it is (the latter
+    with a warning saying why).
     """
     if not fold or not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         return model
     try:
-        folded = fold_batchnorm(model)
+        pairs = foldable_pairs(model)
     except ValueError as error:
         warnings.warn(f"{error}; it runs unfolded", stacklevel=2)
         return model
+    if not pairs:
+        return model  # nothing to fold: no copy
+    folded = fold_pairs(model, pairs)
     if memory_format is not None:
         folded.to(memory_format=memory_format)
     return folded

@@ -102,7 +102,8 @@ class PoseEstimator:
             (:mod:`psa_zoo.models._runtime`).
         fold_batchnorm: run a copy of the model with each BatchNorm folded into the convolution before it
             (faster; the keypoints agree to float rounding). The copy is made here: build a new estimator
-            after changing the model's weights. ``False`` runs ``model`` itself (no second copy in memory).
+            after changing the model's weights, device or dtype. ``False`` runs ``model`` itself (no
+            second copy in memory).
         compile: run the forward through ``torch.compile`` (an option: the first prediction then compiles
             for seconds to minutes; inductor needs a C++ compiler on the CPU).
 
@@ -129,8 +130,8 @@ class PoseEstimator:
             )
         self.model = model.eval() if device is None else model.to(device).eval()
         self.memory_format = to_memory_format(self.model, memory_format)
-        runtime = inference_module(self.model, fold=fold_batchnorm, memory_format=self.memory_format)
-        self._forward = maybe_compile(runtime, compile)
+        self._runtime = inference_module(self.model, fold=fold_batchnorm, memory_format=self.memory_format)
+        self._forward = maybe_compile(self._runtime, compile)
         self.metadata = model.metadata
         _, self.height, self.width = self.metadata.input_size
         heatmap_h, heatmap_w = model.output_size((self.height, self.width))
@@ -185,7 +186,7 @@ class PoseEstimator:
         return np.stack(crops), centers, scales
 
     def _inputs(self, crops: np.ndarray) -> torch.Tensor:
-        param = next(self.model.parameters())
+        param = next(self._runtime.parameters())  # the module that predicts
         # [P, h, w, 3] pixels seen as [P, 3, h, w] are already channels_last: a copy only for contiguous
         batch = format_images(
             torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2), self.memory_format

@@ -55,7 +55,8 @@ class Segmenter:
             (:mod:`psa_zoo.models._runtime`).
         fold_batchnorm: run a copy of the model with each BatchNorm folded into the convolution before it
             (faster; the probabilities agree to float rounding). The copy is made here: build a new
-            segmenter after changing the model's weights. ``False`` runs ``model`` itself (no second copy).
+            segmenter after changing the model's weights, device or dtype. ``False`` runs ``model`` itself
+            (no second copy).
         compile: run the forward through ``torch.compile`` (an option: the first prediction, and each new
             image size, compiles first; inductor needs a C++ compiler on the CPU). Not with
             ``mode="hierarchical"``, whose multi-scale combination calls the model's methods directly.
@@ -91,8 +92,8 @@ class Segmenter:
             )
         self.model = model.eval() if device is None else model.to(device).eval()
         self.memory_format = to_memory_format(self.model, memory_format)
-        runtime = inference_module(self.model, fold=fold_batchnorm, memory_format=self.memory_format)
-        self._forward = maybe_compile(runtime, compile)
+        self._runtime = inference_module(self.model, fold=fold_batchnorm, memory_format=self.memory_format)
+        self._forward = maybe_compile(self._runtime, compile)
         self.metadata = model.metadata
         self.mode, self.scales, self.flip = mode, tuple(scales), flip
         self.crop_size, self.stride = crop_size, stride
@@ -101,7 +102,7 @@ class Segmenter:
         """``image`` (path, PIL image or [H, W, 3] RGB array) as the model takes it: [1, C, H, W] in the
         model's channel order, normalisation, dtype, device and memory format (e.g. for attention maps)."""
         pixels = read_image(image, self.metadata.channel_order)
-        param = next(self.model.parameters())
+        param = next(self._runtime.parameters())  # the module that predicts
         # [H, W, 3] pixels seen as [1, 3, H, W] are already channels_last: a copy only for contiguous
         batch = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None]
         batch = format_images(batch, self.memory_format).to(param.device)

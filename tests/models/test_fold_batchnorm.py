@@ -207,9 +207,23 @@ def test_inference_module_folds_a_copy_in_the_asked_layout_or_returns_the_model(
     assert folded[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert inference_module(model, fold=False) is model
     plain = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
+    unfoldable = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.BatchNorm2d(8))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert inference_module(plain) is plain  # nothing to fold: no copy
+        assert inference_module(unfoldable) is unfoldable
+
+
+def test_a_layer_with_a_forward_hook_is_not_folded():
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4))
+    model = _randomise_batchnorm(model).eval()
+    seen = []
+    model[1].register_forward_hook(lambda module, args, output: seen.append(output))
+    assert foldable_pairs(model) == [("2", "3")]  # the hooked BatchNorm stays, and its hook still runs
+    folded = fold_batchnorm(model)
+    x = torch.randn(1, 3, 4, 4)
+    torch.testing.assert_close(folded(x), model(x), rtol=1e-5, atol=1e-6)
+    assert len(seen) == 2 and isinstance(folded[1], nn.BatchNorm2d)
 
 
 def test_the_pose_estimator_predicts_the_same_keypoints_folded_and_unfolded():
@@ -240,20 +254,20 @@ def test_the_segmenter_gives_the_same_probabilities_folded_and_unfolded(name, mo
     model = _randomise_batchnorm(tiny_model(name))
     scales = (0.5, 1.0) if mode == "hierarchical" else (1.0,)
     image = np.random.default_rng(1).integers(0, 255, (67, 81, 3), dtype=np.uint8)
-    a = Segmenter(model, mode=mode, scales=scales).predict(image, return_probabilities=True)
-    b = Segmenter(model, mode=mode, scales=scales, fold_batchnorm=False).predict(
-        image, return_probabilities=True
-    )
+    folded = Segmenter(model, mode=mode, scales=scales)
+    plain = Segmenter(model, mode=mode, scales=scales, fold_batchnorm=False)
+    assert folded._forward is not model and plain._forward is model
+    a = folded.predict(image, return_probabilities=True)
+    b = plain.predict(image, return_probabilities=True)
     np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)
 
 
-def _batchnorm_calls(model: nn.Module) -> list[str]:
-    """Names of ``model``'s BatchNorm layers as they run (forward hooks on the layers themselves)."""
-    calls: list[str] = []
-    for name, module in model.named_modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.register_forward_hook(lambda *_, name=name: calls.append(name))
-    return calls
+def _runners(model: nn.Module) -> list[nn.Module]:
+    """The modules that run as ``model``'s forward: ``model`` itself, or a copy (a deep copy keeps the
+    forward hook; the hook is told which module ran). A hook on the whole model blocks no folding."""
+    ran: list[nn.Module] = []
+    model.register_forward_hook(lambda module, args, output: ran.append(module))
+    return ran
 
 
 def test_pose_evaluation_predicts_with_the_folded_copy_and_scores_the_same(tmp_path):
@@ -265,11 +279,11 @@ def test_pose_evaluation_predicts_with_the_folded_copy_and_scores_the_same(tmp_p
     dataset = load_keypoint_annotations(*find_coco_split(data, "val"))
     torch.manual_seed(0)
     model = _randomise_batchnorm(tiny_model("hrnet_w18_psa_p")).eval()
-    calls = _batchnorm_calls(model)
+    ran = _runners(model)
     folded, folded_results = evaluate_pose_model(model, dataset, flip_test=False)
-    assert calls == []  # the model's own BatchNorm layers never ran: the folded copy predicted
+    assert ran and all(m is not model and type(m) is type(model) for m in ran)  # the folded copy predicted
     plain, plain_results = evaluate_pose_model(model, dataset, flip_test=False, fold_batchnorm=False)
-    assert calls  # ... and here they did
+    assert ran[-1] is model  # ... and here the model itself
     assert len(folded_results) == len(plain_results) > 0
     a = np.stack([r["keypoints"] for r in folded_results])  # [P, K, 3]: x, y, score
     b = np.stack([r["keypoints"] for r in plain_results])
@@ -290,11 +304,11 @@ def test_segmentation_evaluation_predicts_with_the_folded_copy_and_scores_the_sa
     dataset = load_seg_split(data, "val")
     torch.manual_seed(0)
     model = _randomise_batchnorm(tiny_model("deeplabv3plus_mbv2_psa")).eval()
-    calls = _batchnorm_calls(model)
+    ran = _runners(model)
     folded = evaluate_seg_model(model, dataset)
-    assert calls == []
+    assert ran and all(m is not model for m in ran)
     plain = evaluate_seg_model(model, dataset, fold_batchnorm=False)
-    assert calls
+    assert ran[-1] is model
     # a pixel whose two best classes tie to float rounding may flip: a few pixels of 3 × 72 × 64 at most
     assert folded.aacc == pytest.approx(plain.aacc, abs=1e-3)
     assert folded.miou == pytest.approx(plain.miou, abs=1e-2)
