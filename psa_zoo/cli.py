@@ -107,16 +107,6 @@ def _check_writable_folder(folder: Path, what: str) -> None:
         ) from None
 
 
-def add_fold_batchnorm_flag(parser: argparse.ArgumentParser) -> None:
-    """``--no-fold-batchnorm``: predict with the model itself instead of a BatchNorm-folded copy."""
-    parser.add_argument(
-        "--no-fold-batchnorm",
-        dest="fold_batchnorm",
-        action="store_false",
-        help="run the model itself, not a copy with BatchNorm folded into the convolutions (same math)",
-    )
-
-
 def check_output_file(path: str | None, option: str) -> None:
     """Raise ``ValueError`` now when ``path`` (the value of ``option``) could not be written later."""
     if path is None:

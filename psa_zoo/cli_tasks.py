@@ -36,6 +36,16 @@ examples:
 """
 
 
+def add_fold_batchnorm_flag(parser: argparse.ArgumentParser) -> None:
+    """``--no-fold-batchnorm``: predict with the model itself instead of a BatchNorm-folded copy."""
+    parser.add_argument(
+        "--no-fold-batchnorm",
+        dest="fold_batchnorm",
+        action="store_false",
+        help="run the model itself, not a copy with BatchNorm folded into the convolutions (same math)",
+    )
+
+
 def _formatter() -> type[argparse.HelpFormatter]:
     return argparse.RawDescriptionHelpFormatter
 
@@ -145,8 +155,6 @@ def _add_eval_pose(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--json", help="write {AP, ..., ARl, per_keypoint} here")
     p.add_argument("--results-out", help="also write the COCO results list (with --model)")
-    from .cli import add_fold_batchnorm_flag
-
     add_fold_batchnorm_flag(p)
     p.set_defaults(func=_run_eval_pose)
 
@@ -293,8 +301,6 @@ def _add_eval_seg(subparsers) -> None:
     p.add_argument("--eval-crop-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"))
     p.add_argument("--flip-test", action="store_true")
     p.add_argument("--json", help='write {"mIoU", "aAcc", "mAcc", "IoU": {...}, "Acc": {...}} here')
-    from .cli import add_fold_batchnorm_flag
-
     add_fold_batchnorm_flag(p)
     p.set_defaults(func=_run_eval_seg)
 

@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .cli_tasks import _formatter
+from .cli_tasks import _formatter, add_fold_batchnorm_flag
 
 _DEMO_EPILOG = """\
 examples:
@@ -194,8 +194,6 @@ def _add_predict(subparsers) -> None:
     p.add_argument("--memory-format", choices=("auto", "channels_last", "contiguous"), default="auto",
                    help="model and input layout (auto: channels_last on CPU and CUDA)")  # fmt: skip
     p.add_argument("--compile", action="store_true", help="run the forward through torch.compile")
-    from .cli import add_fold_batchnorm_flag
-
     add_fold_batchnorm_flag(p)
     p.add_argument("--overwrite", action="store_true", help="replace result files that exist")
     p.set_defaults(func=_run_predict)

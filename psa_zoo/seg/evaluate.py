@@ -45,8 +45,8 @@ def evaluate_seg_model(
     samples = SegmentationSamples(dataset, channel_order=metadata.channel_order)
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     count = len(samples) if max_images is None else min(max_images, len(samples))
-    param = next(model.parameters())
     runtime = inference_module(model, fold=fold_batchnorm)
+    param = next(runtime.parameters())  # the module that predicts
     matrix = ConfusionMatrix(classes.num_classes, classes.ignore_index)
     for index in range(rank, count, world):
         item = samples[index]
