@@ -61,6 +61,7 @@ examples:
   psa-zoo bench-models --models hrnet_w48_psa_p --repeats 3 --no-smp --json models.json
   psa-zoo bench-models --models simplebaseline_r50_psa_p --no-smp   # + the trunks against timm's
   psa-zoo bench-models --against 6dcb848^ --models hrnet_w48_psa_p   # today's code vs that commit's
+  psa-zoo bench-models --against 6dcb848^ --train   # + one training step of each side
   psa-zoo bench-models --compile --models hrnet_w48_psa_p   # PSA's overhead eager and compiled
 """
 _CONVERT_EPILOG = """\
@@ -266,6 +267,11 @@ def _add_bench_models(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="instead: PSA's overhead over attn=None, eager and under torch.compile (inductor), interleaved",
     )
+    p.add_argument(
+        "--train",
+        action="store_true",
+        help="with --against: also time one training step (forward + backward) of each side",
+    )
     p.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     p.set_defaults(func=_run_bench_models)
 
@@ -287,6 +293,10 @@ def _run_bench_models(args: argparse.Namespace) -> int:
             )
         cases = tuple(c for c in cases if c.name in args.models)
     check_output_file(args.json, "--json")
+    if args.train and not args.against:
+        raise ValueError(
+            "--train: found without --against, expected --against COMMIT; add it or drop --train"
+        )
     repeats = args.repeats or (1 if args.quick else 5)
     print(f"Machine: {machine_description().split(',')[0]}, {args.threads} threads", flush=True)
     payload = {"machine": machine_description()}
@@ -299,7 +309,9 @@ def _run_bench_models(args: argparse.Namespace) -> int:
 
         from .bench import against_commit
 
-        commit_rows = against_commit.bench_against_commit(args.against, cases, repeats=repeats, warmup=1)
+        commit_rows = against_commit.bench_against_commit(
+            args.against, cases, repeats=repeats, warmup=1, train=args.train
+        )
         print(against_commit.to_markdown(commit_rows, args.against))
         payload.update(against=args.against, rows=[dataclasses.asdict(r) for r in commit_rows])
     else:

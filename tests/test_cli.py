@@ -131,6 +131,11 @@ def test_unknown_model_case_is_a_clear_error(capsys):
     assert "--models hrnet_w48_psa_p: no such benchmark case with --quick" in line
 
 
+def test_train_without_against_is_a_clear_error(capsys):
+    line = cli_error_line(capsys, ["bench-models", "--quick", "--train"])
+    assert "--train: found without --against, expected --against COMMIT" in line
+
+
 def test_usage_errors_are_one_line(capsys):
     assert "invalid choice: 'tables'" in cli_error_line(capsys, ["bench-attn", "--sections", "tables"])
 

@@ -11,9 +11,12 @@ Today's model is timed twice: as built, and as the predictors and evaluations ru
 folded into the convolutions (:func:`~psa_zoo.models._runtime.inference_module`; the earlier code had no
 folding, so its model as built is what its predictors ran). Times are medians of interleaved repeats
 (:func:`~psa_zoo.bench._measure.time_interleaved`); the speed-ups are ``t_before / t_now`` and
-``t_before / t_folded``.
+``t_before / t_folded``. With ``train=True`` one training step of each side (forward in training mode and
+backward of the output's sum, the model as built: nothing is folded in training) is timed as well, in a
+second interleaved run after the inference one.
 
-CLI: ``psa-zoo bench-models --against COMMIT [--models ...]`` (a git checkout of psa_zoo is needed).
+CLI: ``psa-zoo bench-models --against COMMIT [--train] [--models ...]`` (a git checkout of psa_zoo is
+needed).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import torch
 from ..models import create_model
 from ..models._runtime import format_images, inference_module, to_memory_format
 from ._measure import time_interleaved
-from .models import DEFAULT_CASES, ModelCase, _forward
+from .models import DEFAULT_CASES, ModelCase, _forward, _train_step
 
 __all__ = ["CommitRow", "bench_against_commit", "import_commit", "to_markdown"]
 
@@ -54,6 +57,9 @@ class CommitRow:
     rel_diff: float  # max |Δ| of the two sides' outputs over max |output|, same weights and input
     folded_ms: float  # today's model as the predictors run it: BatchNorm folded into the convolutions
     folded_speedup: float  # before / folded
+    train_before_ms: float | None = None  # one training step (forward + backward), with train=True
+    train_now_ms: float | None = None
+    train_speedup: float | None = None  # train_before / train_now
 
 
 def _repo_root() -> Path:
@@ -126,9 +132,15 @@ def _folding_difference(model: torch.nn.Module, x: torch.Tensor) -> float:
 
 
 def bench_case(
-    old: ModuleType, case: ModelCase, repeats: int, warmup: int, layout: str = "channels_last"
+    old: ModuleType,
+    case: ModelCase,
+    repeats: int,
+    warmup: int,
+    layout: str = "channels_last",
+    train: bool = False,
 ) -> CommitRow:
-    """Time ``case.name`` built by ``old`` and by today's package, same weights, one interleaved run."""
+    """Time ``case.name`` built by ``old`` and by today's package, same weights, one interleaved run (and,
+    with ``train``, one training step of each side in a second)."""
     torch.manual_seed(0)
     now = create_model(case.name).eval()
     before = old.create_model(case.name).eval()
@@ -149,7 +161,7 @@ def bench_case(
     x = format_images(x, fmt)
     runs = {"before": _forward(before, x), "now": _forward(now, x), "folded": _forward(folded, x)}
     times = time_interleaved(runs, repeats=repeats, warmup=warmup)
-    return CommitRow(
+    row = CommitRow(
         case.name,
         case.batch,
         f"{case.height}×{case.width}",
@@ -161,6 +173,13 @@ def bench_case(
         times["folded"] * 1e3,
         times["before"] / times["folded"],
     )
+    if train:
+        del folded, runs
+        steps = {"before": _train_step(before, x), "now": _train_step(now, x)}
+        train_times = time_interleaved(steps, repeats=repeats, warmup=warmup)
+        row.train_before_ms, row.train_now_ms = train_times["before"] * 1e3, train_times["now"] * 1e3
+        row.train_speedup = train_times["before"] / train_times["now"]
+    return row
 
 
 def bench_against_commit(
@@ -169,26 +188,38 @@ def bench_against_commit(
     repeats: int = 7,
     warmup: int = 2,
     layout: str = "channels_last",
+    train: bool = False,
 ) -> list[CommitRow]:
-    """One :class:`CommitRow` per case: ``commit``'s code against today's, interleaved."""
+    """One :class:`CommitRow` per case: ``commit``'s code against today's, interleaved (``train``: also a
+    training step of each)."""
     with tempfile.TemporaryDirectory(prefix="psa-zoo-commit-") as tmp:
         old = import_commit(commit, Path(tmp))
         rows = []
         for case in cases:
-            rows.append(bench_case(old, case, repeats, warmup, layout))
+            rows.append(bench_case(old, case, repeats, warmup, layout, train))
             print(to_markdown(rows[-1:], commit).splitlines()[-1], flush=True)  # a row as soon as it is known
         return rows
 
 
 def to_markdown(rows: list[CommitRow], commit: str) -> str:
+    trained = any(r.train_speedup is not None for r in rows)
+    train_head = f" train {commit} ms | train now ms | train speed-up |" if trained else ""
     lines = [
         f"| model | batch | input | layout | {commit} ms | now ms | speed-up | now folded ms | speed-up "
-        "folded | max rel. Δ |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|---|",
+        f"folded |{train_head} max rel. Δ |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if trained else "") + "---|",
     ]
     for r in rows:
+        train_cells = ""
+        if trained:
+            train_cells = (
+                " – | – | – |"
+                if r.train_speedup is None
+                else f" {r.train_before_ms:,.0f} | {r.train_now_ms:,.0f} | {r.train_speedup:.3f}× |"
+            )
         lines.append(
             f"| {r.name} | {r.batch} | {r.input} | {r.layout} | {r.before_ms:,.0f} | {r.now_ms:,.0f} | "
-            f"{r.speedup:.3f}× | {r.folded_ms:,.0f} | {r.folded_speedup:.3f}× | {r.rel_diff:.1e} |"
+            f"{r.speedup:.3f}× | {r.folded_ms:,.0f} | {r.folded_speedup:.3f}× |{train_cells} "
+            f"{r.rel_diff:.1e} |"
         )
     return "\n".join(lines)

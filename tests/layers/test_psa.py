@@ -141,6 +141,22 @@ def test_gating_gradients_are_exact(apply, channels_last):
         torch.testing.assert_close(grad, want)
 
 
+@pytest.mark.parametrize("apply", [apply_parallel_gates, apply_sequential_gates])
+def test_gating_gives_x_its_layout_and_dtype_back(apply):
+    """bf16 x with float32 gates: the output is bf16; a contiguous upstream gradient for a channels_last x
+    still gives a channels_last dx, equal to the plain product's."""
+    x = torch.randn(2, 6, 5, 4).to(memory_format=torch.channels_last)
+    channel, spatial = torch.rand(2, 6, 1, 1), torch.rand(2, 1, 5, 4)
+    with torch.no_grad():
+        assert apply(x.bfloat16(), channel, spatial).dtype == torch.bfloat16
+    x.requires_grad_(True)
+    upstream = torch.randn(2, 6, 5, 4)  # contiguous
+    (grad,) = torch.autograd.grad(apply(x, channel, spatial), x, upstream)
+    expected = upstream * (channel + spatial) if apply is apply_parallel_gates else upstream * channel * spatial
+    assert grad.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(grad, expected)
+
+
 def test_gating_checks_gate_shapes():
     x = torch.randn(2, 6, 5, 4)
     with pytest.raises(ValueError, match=r"\[N, C, 1, 1\] and \[N, 1, H, W\]"):
