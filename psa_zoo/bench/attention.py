@@ -210,8 +210,8 @@ def bench_ratios(cfg: BenchConfig) -> list[Row]:
     (reported elsewhere); forward+backward speed-up ≥ 4 and fast PSA_p's forward+backward ≤ 1.2× its
     floor, the forward+backward of the gating product ``x ⊙ a + x ⊙ s`` alone with the two gates given
     (what any PSA_p pays), at (8, 256, 64, 64); NL and DA forward peak memory < 0.5× of their explicit
-    forms at (1, 256, 128, 128). The first ratio shape also gets forward+backward and the other PSA
-    flavours.
+    forms at (1, 256, 128, 128). Every ratio shape gets forward and forward+backward; the first also the
+    other PSA flavours.
     """
     rows: list[Row] = []
     for index, shape in enumerate(cfg.ratio_shapes):
@@ -225,8 +225,6 @@ def bench_ratios(cfg: BenchConfig) -> list[Row]:
         is_large = shape == LARGE_SHAPE
         speedup_target = 10.0 if is_large else 2.0 if shape in HRNET_W48_SHAPES else None
         rows += _psa_p_rows(shape, times, "fwd", "(x*2)", speedup_target, 1.2 if is_large else None)
-        if index:
-            continue
         x_grad = x.clone().requires_grad_(True)
         train_times = time_interleaved(
             {
@@ -239,6 +237,8 @@ def bench_ratios(cfg: BenchConfig) -> list[Row]:
         )
         targets = (4.0, 1.2) if is_large else (None, None)
         rows += _psa_p_rows(shape, train_times, "fwd+bwd", "gating fwd+bwd", *targets)
+        if index:
+            continue
         for block in ("psa_s", "psa_p_paper", "psa_s_paper"):
             fast_b, reference_b = _fast_and_reference(block, shape[1])
             t = time_interleaved(

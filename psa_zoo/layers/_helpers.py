@@ -99,7 +99,7 @@ def gated_sum(x: torch.Tensor, a: torch.Tensor, s: torch.Tensor) -> torch.Tensor
     """``x ⊙ (a + s)`` (a, s broadcast against x, in x's dtype) in a fresh buffer of x's memory format.
 
     The gate sum is written into the buffer and multiplied by x in place: two passes and no temporary,
-    1.3-1.6x faster on the CPU than ``(x * a).addcmul_(x, s)`` in channels_last."""
+    1.4-1.6x faster on the CPU than ``(x * a).addcmul_(x, s)`` in channels_last at HRNet-W48's maps."""
     out = torch.empty_like(x)
     torch.add(a.to(x.dtype), s.to(x.dtype), out=out)
     return out.mul_(x)

@@ -19,7 +19,7 @@ one chunk find it in the CPU cache instead of main memory; the output is written
 buffer.
 
 The CPU's BLAS is sensitive to the orientation of these thin products: a reduction over positions runs as
-the row ``vᵀ Xᵀ`` ([N, k, HW] @ [N, HW, C]), 2.5-3.5x faster than the column ``X v`` at HRNet-W48's maps in
+the row ``vᵀ Xᵀ`` ([N, k, HW] @ [N, HW, C]), 2.2-3.4x faster than the column ``X v`` at HRNet-W48's maps in
 either layout, and the rank-4 update is written with the output's contiguous dimension last. Measured on
 2 Xeon threads (docs/benchmarks.md, "PSA_p's products in the orientation BLAS runs fastest").
 """
@@ -58,7 +58,7 @@ def psa_p_gates(
     probs = torch.bmm(rows.to(flat.dtype), flat).softmax(dim=2)  # [N, 2, HW]
     p, t = probs[:, 0], probs[:, 1]
     s = torch.sigmoid(t)
-    # X p as the row pᵀ Xᵀ: the orientation BLAS runs 2.5-3.5x faster than the column X p, in both layouts
+    # X p as the row pᵀ Xᵀ: the orientation BLAS runs 2.2-3.4x faster than the column X p, in both layouts
     pooled = torch.bmm(probs[:, :1].to(flat.dtype), flat.transpose(1, 2)).squeeze(1)  # [N, C]
     z = F.linear(pooled, w_vr)  # [N, C/2]
     a = torch.sigmoid(F.linear(z, w_up))  # [N, C]

@@ -152,7 +152,8 @@ def test_gating_gives_x_its_layout_and_dtype_back(apply):
     x.requires_grad_(True)
     upstream = torch.randn(2, 6, 5, 4)  # contiguous
     (grad,) = torch.autograd.grad(apply(x, channel, spatial), x, upstream)
-    expected = upstream * (channel + spatial) if apply is apply_parallel_gates else upstream * channel * spatial
+    parallel = apply is apply_parallel_gates
+    expected = upstream * (channel + spatial) if parallel else upstream * channel * spatial
     assert grad.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(grad, expected)
 
