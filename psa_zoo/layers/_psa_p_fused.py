@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._helpers import gated_sum, memory_format_of
+from ._helpers import gated_sum
 
 __all__ = ["PsaPFunction", "psa_p_gates", "psa_p_inference"]
 
@@ -94,7 +94,7 @@ class PsaPFunction(torch.autograd.Function):
         a, s, u, q_sp, m, p, t, pooled, z = (v.to(w_up.dtype) for v in small)
         n, c, h, w = x.shape
         hw = h * w
-        g = grad_out.contiguous(memory_format=memory_format_of(x)).flatten(2)
+        g = grad_out.flatten(2)  # any layout, read where it lies (the stride-0 gradient of .sum() too)
         flat = x.flatten(2)
         gx = g * flat  # [N, C, HW]
         grad_a, grad_s = gx.sum(dim=2).to(a.dtype), gx.sum(dim=1).to(a.dtype)  # [N, C], [N, HW]
@@ -122,7 +122,7 @@ class PsaPFunction(torch.autograd.Function):
         right = torch.cat([grads_l, p.unsqueeze(1), torch.ones_like(p).unsqueeze(1)], dim=1)  # [N, 4, HW]
         grad_x = None
         if ctx.needs_input_grad[0]:
-            grad_x = gated_sum(g, a.unsqueeze(2), s.unsqueeze(1))  # [N, C, HW]
+            grad_x = gated_sum(g, a.unsqueeze(2), s.unsqueeze(1), out=torch.empty_like(flat))  # x's layout
             _add_product_(grad_x, left.to(g.dtype), right.to(g.dtype))
             grad_x = grad_x.view(n, c, h, w)
         weight_grads = [
@@ -162,8 +162,7 @@ def psa_p_inference(
         a, s, *_ = psa_p_gates(xs.flatten(2), *weights)
         k = xs.shape[0]
         a, s = a.view(k, c, 1, 1), s.view(k, 1, h, w)
-        torch.add(a.to(x.dtype), s.to(x.dtype), out=os_)  # gated_sum, written into the output's chunk
-        os_.mul_(xs)
+        gated_sum(xs, a, s, out=os_)  # into the output's chunk
         if gate_hook is not None:
             gates.append((a, s))
     if gate_hook is not None:

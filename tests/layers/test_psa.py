@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from psa_zoo.bench._measure import saved_for_backward
 from psa_zoo.layers import PsaP, PsaPaperP, PsaPaperS, PsaS, create_attn
-from psa_zoo.layers._helpers import apply_parallel_gates, apply_sequential_gates
+from psa_zoo.layers._helpers import apply_parallel_gates, apply_sequential_gates, gated_product, gated_sum
 from tests.conftest import relative_error
 from tests.keylists import read_key_list
 
@@ -142,20 +142,49 @@ def test_gating_gradients_are_exact(apply, channels_last):
 
 
 @pytest.mark.parametrize("apply", [apply_parallel_gates, apply_sequential_gates])
-def test_gating_gives_x_its_layout_and_dtype_back(apply):
-    """bf16 x with float32 gates: the output is bf16; a contiguous upstream gradient for a channels_last x
-    still gives a channels_last dx, equal to the plain product's."""
-    x = torch.randn(2, 6, 5, 4).to(memory_format=torch.channels_last)
+@pytest.mark.parametrize("x_layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("upstream_layout", ["contiguous", "channels_last", "expanded"])
+def test_gating_gradient_comes_back_in_x_layout(apply, x_layout, upstream_layout):
+    """dx has x's memory format whatever the upstream gradient's (another layout, or the stride-0 gradient
+    of ``.sum()``), and equals the plain product's."""
+    x = torch.randn(2, 6, 5, 4)
+    if x_layout == "channels_last":
+        x = x.to(memory_format=torch.channels_last)
     channel, spatial = torch.rand(2, 6, 1, 1), torch.rand(2, 1, 5, 4)
-    with torch.no_grad():
-        assert apply(x.bfloat16(), channel, spatial).dtype == torch.bfloat16
-    x.requires_grad_(True)
-    upstream = torch.randn(2, 6, 5, 4)  # contiguous
-    (grad,) = torch.autograd.grad(apply(x, channel, spatial), x, upstream)
+    upstream = {
+        "contiguous": torch.randn(2, 6, 5, 4),
+        "channels_last": torch.randn(2, 6, 5, 4).to(memory_format=torch.channels_last),
+        "expanded": torch.tensor(1.5).expand(2, 6, 5, 4),
+    }[upstream_layout]
+    (grad,) = torch.autograd.grad(apply(x.requires_grad_(True), channel, spatial), x, upstream)
     parallel = apply is apply_parallel_gates
     expected = upstream * (channel + spatial) if parallel else upstream * channel * spatial
-    assert grad.is_contiguous(memory_format=torch.channels_last)
+    assert grad.is_contiguous(memory_format=torch.channels_last) == (x_layout == "channels_last")
+    assert grad.is_contiguous() == (x_layout == "contiguous")
     torch.testing.assert_close(grad, expected)
+
+
+@pytest.mark.parametrize("apply", [apply_parallel_gates, apply_sequential_gates])
+def test_gating_has_exact_second_derivatives(apply):
+    """create_graph=True records a differentiable backward (gradient penalties, Hessian-vector products)."""
+    x = torch.randn(2, 3, 2, 3, dtype=torch.float64).to(memory_format=torch.channels_last)
+    channel = torch.rand(2, 3, 1, 1, dtype=torch.float64)
+    spatial = torch.rand(2, 1, 2, 3, dtype=torch.float64)
+    inputs = tuple(t.requires_grad_(True) for t in (x, channel, spatial))
+    assert torch.autograd.gradgradcheck(apply, inputs)
+
+
+@pytest.mark.parametrize("gate", [gated_sum, gated_product])
+def test_gate_products_cast_gates_to_x_dtype_and_keep_layouts(gate):
+    x = torch.randn(2, 6, 5, 4).to(memory_format=torch.channels_last).bfloat16()
+    channel, spatial = torch.rand(2, 6, 1, 1), torch.rand(2, 1, 5, 4)  # float32
+    out = gate(x, channel, spatial)
+    plain = x * (channel + spatial) if gate is gated_sum else x * channel * spatial  # float32 by promotion
+    assert out.dtype == torch.bfloat16 and out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out.float(), plain, rtol=2e-2, atol=2e-2)  # bf16 rounding: 8 bits
+    given = torch.empty(2, 6, 5, 4, dtype=torch.bfloat16)  # contiguous: a given buffer keeps its layout
+    assert gate(x, channel, spatial, out=given) is given and given.is_contiguous()
+    torch.testing.assert_close(given, out, rtol=0, atol=0)
 
 
 def test_gating_checks_gate_shapes():
@@ -323,6 +352,29 @@ def test_fused_psa_p_backward_passes_gradcheck(channels_last):
     out = PsaPFunction.apply(*inputs)
     (grad_x,) = torch.autograd.grad(out, x, torch.randn_like(out))
     assert grad_x.is_contiguous(memory_format=torch.channels_last) == channels_last
+
+
+@pytest.mark.parametrize("x_layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("upstream_layout", ["contiguous", "channels_last", "expanded"])
+def test_fused_psa_p_gradient_comes_back_in_x_layout(x_layout, upstream_layout):
+    """The one-node PSA_p reads the upstream gradient where it lies (no copy); dx has x's layout and equals
+    the reference form's gradient through plain autograd."""
+    torch.manual_seed(0)
+    fast = PsaP(8)
+    reference = PsaP(8, impl="reference")
+    reference.load_state_dict(fast.state_dict())
+    x = torch.randn(2, 8, 5, 3)
+    if x_layout == "channels_last":
+        x = x.to(memory_format=torch.channels_last)
+    upstream = {
+        "contiguous": torch.randn(2, 8, 5, 3),
+        "channels_last": torch.randn(2, 8, 5, 3).to(memory_format=torch.channels_last),
+        "expanded": torch.tensor(0.7).expand(2, 8, 5, 3),
+    }[upstream_layout]
+    grads = [torch.autograd.grad(m(x.requires_grad_(True)), x, upstream)[0] for m in (fast, reference)]
+    assert grads[0].is_contiguous(memory_format=torch.channels_last) == (x_layout == "channels_last")
+    assert grads[0].is_contiguous() == (x_layout == "contiguous")
+    assert relative_error(grads[0], grads[1]) < 1e-5
 
 
 def test_chunked_inference_equals_one_chunk_and_reports_whole_batch_gates(monkeypatch):
