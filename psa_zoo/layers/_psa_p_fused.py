@@ -133,7 +133,7 @@ class PsaPFunction(torch.autograd.Function):
                 strict=True,
             )
         ]
-        return grad_x, *weight_grads, None  # grad_x in x's memory format (a view of g's layout)
+        return grad_x, *weight_grads, None  # grad_x in x's memory format (a buffer like flat)
 
 
 def _add_product_(out: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> None:
