@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
+from ._atomic import write_json_atomic
 from .cli_export import add_export_command
 from .cli_tasks import add_task_commands
 from .cli_zoo import add_zoo_commands
@@ -277,7 +278,6 @@ def _add_bench_models(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_bench_models(args: argparse.Namespace) -> int:
-    import json
 
     from .bench import models as bench_models
     from .bench.attention import machine_description
@@ -326,8 +326,7 @@ def _run_bench_models(args: argparse.Namespace) -> int:
         print(bench_models.to_markdown(rows))
         payload["rows"] = bench_models.rows_as_dicts(rows)
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(payload, handle, indent=2, ensure_ascii=False)
+        write_json_atomic(args.json, payload)
     return 0
 
 
@@ -387,7 +386,6 @@ def _add_bench_train(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_bench_train(args: argparse.Namespace) -> int:
-    import json
 
     from .bench import train as bench_train
 
@@ -418,8 +416,7 @@ def _run_bench_train(args: argparse.Namespace) -> int:
     report = run(cfg)
     print(bench_train.to_markdown(report))
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(report.to_dict(), handle, indent=2, ensure_ascii=False)
+        write_json_atomic(args.json, report.to_dict())
     failed = [r for r in report.train if r.passed is False]
     if failed:
         print(f"{len(failed)} target(s) not met on this machine (see the 'met' column).", file=sys.stderr)

@@ -7,8 +7,9 @@ Same conventions as :mod:`psa_zoo.cli` (one-line errors, exit status 2, options 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from ._atomic import write_json_atomic
 
 _MAKE_DATA_EPILOG = """\
 examples:
@@ -186,7 +187,7 @@ def _run_eval_pose(args: argparse.Namespace) -> int:
     if evaluation.per_keypoint:
         print(format_per_keypoint(evaluation.per_keypoint))
     if args.json:
-        Path(args.json).write_text(json.dumps(evaluation.to_dict(), indent=2))
+        write_json_atomic(args.json, evaluation.to_dict())
     return 0
 
 
@@ -230,7 +231,7 @@ def _eval_model(args):
     if not accelerator.is_main_process:
         return None
     if args.results_out:
-        Path(args.results_out).write_text(json.dumps(results))
+        write_json_atomic(args.results_out, results, indent=None)
     return evaluation
 
 
@@ -327,7 +328,7 @@ def _run_eval_seg(args: argparse.Namespace) -> int:
             return 0
     print(metrics.format_table(names))
     if args.json:
-        Path(args.json).write_text(json.dumps(metrics.to_dict(names), indent=2))
+        write_json_atomic(args.json, metrics.to_dict(names))
     return 0
 
 

@@ -47,9 +47,9 @@ def _check_json_target(path: str | None, overwrite: bool = False) -> None:
 
 
 def _write_json(path: str, value) -> None:
-    from .train.checkpoint import write_json_atomic
+    from ._atomic import write_json_atomic
 
-    write_json_atomic(Path(path), value)
+    write_json_atomic(path, value)
 
 
 def add_zoo_commands(subparsers: argparse._SubParsersAction, positive_int) -> None:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .train.checkpoint import write_json_atomic
+from ._atomic import write_json_atomic
 
 __all__ = ["DEMOS", "DemoError", "DemoResult", "DemoSettings", "run_demo"]
 

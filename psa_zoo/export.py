@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models._serialization import _fsync_dir
+from ._atomic import fsync_dir
 from .pose.codecs import HeatmapCodec
 from .pose.inference import codec_for
 
@@ -520,7 +520,7 @@ def _put_in_place(tmp: Path, path: Path) -> None:
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _runner(path: Path, fmt: str) -> Callable[[torch.Tensor], list[np.ndarray]]:

@@ -12,7 +12,6 @@ Every file is written to a temporary name and renamed, so an interrupted run lea
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,25 +20,17 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ._atomic import replace_atomically, write_json_atomic
+
 __all__ = ["predict_files", "predict_pose_image", "predict_seg_image", "save_attention_maps"]
 
 
-def _replace_into(path: Path, write) -> Path:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def _save_png(image: Image.Image, path: Path) -> Path:
-    return _replace_into(path, lambda tmp: image.save(tmp, format="PNG"))
+    return replace_atomically(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def _save_json(value: Any, path: Path) -> Path:
-    return _replace_into(path, lambda tmp: tmp.write_text(json.dumps(value, indent=1)))
+    return write_json_atomic(path, value, indent=1)
 
 
 def save_attention_maps(

@@ -13,7 +13,6 @@ precision (an untrained near-identity PSA) comes out as the colour map's minimum
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from ._atomic import replace_atomically
 from .data.images import read_image
 from .layers.attention_maps import AttentionMaps
 
@@ -171,10 +171,4 @@ def save_attention_grid(
         pen = ImageDraw.Draw(strip)
         pen.text((2, 1), _fit_label(pen, _short_name(name, maps[name].kind), span, tile_w), fill="white")
         canvas.paste(strip, (x, y))
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        canvas.save(tmp, format="PNG")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    return replace_atomically(out, lambda tmp: canvas.save(tmp, format="PNG"))

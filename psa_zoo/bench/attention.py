@@ -7,7 +7,6 @@ Run ``psa-zoo bench-attn --help``. Everything runs on the CPU with a fixed numbe
 from __future__ import annotations
 
 import csv
-import json
 import platform
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from .._atomic import replace_atomically, write_json_atomic
 from ..layers import create_attn, list_attn
 from ..layers._helpers import apply_parallel_gates
 from ._measure import count_flops, peak_memory, saved_for_backward, time_interleaved
@@ -362,14 +362,17 @@ def to_markdown(rows: list[Row]) -> str:
 
 def write_json(rows: list[Row], path: str | Path) -> None:
     payload = {"machine": machine_description(), "rows": [asdict(r) for r in rows]}
-    Path(path).write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+    write_json_atomic(path, payload)
 
 
 def write_csv(rows: list[Row], path: str | Path) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(Row.__dataclass_fields__))
-        writer.writeheader()
-        writer.writerows(asdict(r) for r in rows)
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(Row.__dataclass_fields__))
+            writer.writeheader()
+            writer.writerows(asdict(r) for r in rows)
+
+    replace_atomically(path, write)
 
 
 def write_plot(rows: list[Row], path: str | Path, note: str = "") -> bool:

@@ -17,7 +17,6 @@ folder written here, and ``psa_zoo.from_pretrained`` reads one written by the tr
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import json
 import os
@@ -30,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._atomic import fsync_dir
 from ._download import CONFIG_NAME, WEIGHTS_NAME, file_sha256
 
 __all__ = [
@@ -233,16 +233,7 @@ def _finish_files(folder: Path) -> None:
         with open(path, "rb") as handle:
             os.fsync(handle.fileno())
     folder.chmod(0o755)
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # not every platform opens folders
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    fsync_dir(folder)
 
 
 def _put_in_place(tmp: Path, target: Path) -> None:
@@ -255,7 +246,7 @@ def _put_in_place(tmp: Path, target: Path) -> None:
         os.replace(target, old / "model")
         os.replace(tmp, target)
         shutil.rmtree(old)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def _exchange(a: Path, b: Path) -> bool:

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..models._serialization import _fsync_dir
+from .._atomic import fsync_dir, write_json_atomic
 
 __all__ = [
     "CHECKPOINTS_DIR",
@@ -111,7 +111,7 @@ def save_checkpoint(accelerator, output_dir: str | Path, state: TrainState, keep
     if accelerator.is_main_process:
         write_json_atomic(partial / STATE_FILE, state.state_dict())
         _put_in_place(partial, final)
-        _fsync_dir(root)
+        fsync_dir(root)
         if keep is not None:
             for old in [p for p in list_checkpoints(output_dir) if p != final][: -keep + 1 or None]:
                 shutil.rmtree(old, ignore_errors=True)
@@ -142,13 +142,3 @@ def drop_checkpoints_after(output_dir: str | Path, step: int) -> list[Path]:
             shutil.rmtree(path)
             dropped.append(path)
     return dropped
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """``data`` as JSON at ``path``, written to ``.NAME.tmp`` beside it and renamed: never half-written."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -40,6 +40,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from .._atomic import write_json_atomic
 from ..models._runtime import format_images, maybe_compile, memory_format_name, to_memory_format
 from ..version import __version__
 from .checkpoint import (
@@ -49,7 +50,6 @@ from .checkpoint import (
     drop_checkpoints_after,
     find_checkpoint,
     save_checkpoint,
-    write_json_atomic,
 )
 from .config import ConfigError, TrainConfig
 from .sampler import StepBatchSampler, steps_per_epoch
