@@ -278,7 +278,6 @@ def _add_bench_models(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_bench_models(args: argparse.Namespace) -> int:
-
     from .bench import models as bench_models
     from .bench.attention import machine_description
 
@@ -386,7 +385,6 @@ def _add_bench_train(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_bench_train(args: argparse.Namespace) -> int:
-
     from .bench import train as bench_train
 
     if args.task not in ("pose", "seg"):

@@ -9,6 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ._atomic import write_json_atomic
 from .cli_tasks import _formatter, add_fold_batchnorm_flag
 
 _DEMO_EPILOG = """\
@@ -44,12 +45,6 @@ def _check_json_target(path: str | None, overwrite: bool = False) -> None:
     check_output_file(path, "--json")
     if path and Path(path).exists() and not overwrite:
         raise ValueError(f"--json {path} exists; remove it or choose another path")
-
-
-def _write_json(path: str, value) -> None:
-    from ._atomic import write_json_atomic
-
-    write_json_atomic(path, value)
 
 
 def add_zoo_commands(subparsers: argparse._SubParsersAction, positive_int) -> None:
@@ -94,7 +89,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(result.format_summary())
     if args.json:
-        _write_json(args.json, result.to_dict())
+        write_json_atomic(args.json, result.to_dict())
     return 0
 
 
@@ -130,7 +125,7 @@ def _run_list(args: argparse.Namespace) -> int:
         table = "\n".join(_drop_column(line, 3) for line in table.splitlines())
     print(table)
     if args.json:
-        _write_json(args.json, [dataclasses.asdict(r) for r in rows])
+        write_json_atomic(args.json, [dataclasses.asdict(r) for r in rows])
     return 0
 
 
@@ -161,7 +156,7 @@ def _run_info(args: argparse.Namespace) -> int:
     info = model_info(args.name)
     print(format_model_info(info))
     if args.json:
-        _write_json(args.json, {**dataclasses.asdict(info), "status": info.status})
+        write_json_atomic(args.json, {**dataclasses.asdict(info), "status": info.status})
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Files written whole or not at all (psa_zoo/_atomic.py): the old content survives a failed or killed write."""
+"""Files written whole or not at all (psa_zoo/_atomic.py): the old content survives a failed or a killed
+write."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def test_a_process_killed_mid_write_leaves_the_old_file_and_the_next_write_succe
         "import os, sys\n"
         "from psa_zoo._atomic import replace_atomically\n"
         "def die(tmp):\n"
-        "    tmp.write_text('{\"step\": 2, \"lo')\n"
+        '    tmp.write_text(\'{"step": 2, "lo\')\n'
         "    os._exit(9)\n"
         "replace_atomically(sys.argv[1], die)\n"
     )
