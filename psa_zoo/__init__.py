@@ -1,6 +1,7 @@
 """psa_zoo: Polarized Self-Attention (Liu et al., 2021, arXiv 2107.00782) and its comparison blocks."""
 
 from . import layers, models
+from ._cpu_memory import keep_cpu_memory
 from .layers import create_attn, list_attn
 from .metadata import ClassSet, KeypointSet, ModelMetadata
 from .models import (
@@ -36,6 +37,7 @@ __all__ = [
     "create_model",
     "from_pretrained",
     "get_pretrained_cfg",
+    "keep_cpu_memory",
     "layers",
     "list_attn",
     "list_models",

@@ -19,6 +19,7 @@ from typing import NoReturn
 
 from . import __version__
 from ._atomic import write_json_atomic
+from ._cpu_memory import keep_cpu_memory_unless_disabled
 from .cli_export import add_export_command
 from .cli_tasks import add_task_commands
 from .cli_zoo import add_zoo_commands
@@ -64,6 +65,7 @@ examples:
   psa-zoo bench-models --against 6dcb848^ --models hrnet_w48_psa_p   # today's code vs that commit's
   psa-zoo bench-models --against 6dcb848^ --train   # + one training step of each side
   psa-zoo bench-models --compile --models hrnet_w48_psa_p   # PSA's overhead eager and compiled
+  psa-zoo bench-models --allocator --train   # freed CPU memory given back vs kept, a process each
 """
 _CONVERT_EPILOG = """\
 examples:
@@ -268,10 +270,19 @@ def _add_bench_models(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="instead: PSA's overhead over attn=None, eager and under torch.compile (inductor), interleaved",
     )
+    instead.add_argument(
+        "--allocator",
+        action="store_true",
+        help="instead: each model in processes of its own, freed CPU memory given back (glibc's default) "
+        "and kept (what psa-zoo sets, PSA_ZOO_KEEP_CPU_MEMORY), alternating; --repeats per process",
+    )
+    p.add_argument(
+        "--rounds", type=positive_int, default=3, help="with --allocator: process pairs (default 3)"
+    )
     p.add_argument(
         "--train",
         action="store_true",
-        help="with --against: also time one training step (forward + backward) of each side",
+        help="with --against or --allocator: also time one training step (forward + backward) of each side",
     )
     p.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     p.set_defaults(func=_run_bench_models)
@@ -292,9 +303,10 @@ def _run_bench_models(args: argparse.Namespace) -> int:
             )
         cases = tuple(c for c in cases if c.name in args.models)
     check_output_file(args.json, "--json")
-    if args.train and not args.against:
+    if args.train and not (args.against or args.allocator):
         raise ValueError(
-            "--train: found without --against, expected --against COMMIT; add it or drop --train"
+            "--train: found without --against or --allocator, expected --against COMMIT or --allocator; "
+            "add one or drop --train"
         )
     repeats = args.repeats or (1 if args.quick else 5)
     print(f"Machine: {machine_description().split(',')[0]}, {args.threads} threads", flush=True)
@@ -303,7 +315,17 @@ def _run_bench_models(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)  # run_model_benchmark sets its own
-    if args.against:
+    if args.allocator:
+        import dataclasses
+
+        from .bench import allocator
+
+        allocator_rows = allocator.bench_allocator(
+            cases, rounds=args.rounds, repeats=repeats, warmup=1, train=args.train, threads=args.threads
+        )
+        print(allocator.to_markdown(allocator_rows))
+        payload.update(rounds=args.rounds, rows=[dataclasses.asdict(r) for r in allocator_rows])
+    elif args.against:
         import dataclasses
 
         from .bench import against_commit
@@ -484,6 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        keep_cpu_memory_unless_disabled()  # this process runs models: reuse freed memory (see _cpu_memory)
         return args.func(args)
     except (OSError, ValueError) as error:  # FileNotFoundError and FileExistsError are OSErrors
         parser.exit(EXIT_ERROR, f"psa-zoo {args.command}: error: {_one_line(error)}\n")

@@ -133,7 +133,7 @@ def test_unknown_model_case_is_a_clear_error(capsys):
 
 def test_train_without_against_is_a_clear_error(capsys):
     line = cli_error_line(capsys, ["bench-models", "--quick", "--train"])
-    assert "--train: found without --against, expected --against COMMIT" in line
+    assert "--train: found without --against or --allocator, expected --against COMMIT or --allocator" in line
 
 
 def test_usage_errors_are_one_line(capsys):

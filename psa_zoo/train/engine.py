@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .._atomic import write_json_atomic
+from .._cpu_memory import keep_cpu_memory_unless_disabled
 from ..models._runtime import format_images, maybe_compile, memory_format_name, to_memory_format
 from ..version import __version__
 from .checkpoint import (
@@ -284,6 +285,7 @@ class Trainer:
     def fit(self) -> TrainResult:
         config = self.config
         started = time.perf_counter()
+        keep_cpu_memory_unless_disabled()  # a training job owns its process: reuse freed memory (_cpu_memory)
         _check_output_dir(config)
         from accelerate.utils import set_seed
 
