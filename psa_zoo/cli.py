@@ -277,7 +277,7 @@ def _add_bench_models(subparsers: argparse._SubParsersAction) -> None:
         "and kept (what psa-zoo sets, PSA_ZOO_KEEP_CPU_MEMORY), alternating; --repeats per process",
     )
     p.add_argument(
-        "--rounds", type=positive_int, default=3, help="with --allocator: process pairs (default 3)"
+        "--rounds", type=positive_int, help="with --allocator: pairs of processes per model (default 3)"
     )
     p.add_argument(
         "--train",
@@ -308,6 +308,8 @@ def _run_bench_models(args: argparse.Namespace) -> int:
             "--train: found without --against or --allocator, expected --against COMMIT or --allocator; "
             "add one or drop --train"
         )
+    if args.rounds and not args.allocator:
+        raise ValueError("--rounds: found without --allocator, expected --allocator; add it or drop --rounds")
     repeats = args.repeats or (1 if args.quick else 5)
     print(f"Machine: {machine_description().split(',')[0]}, {args.threads} threads", flush=True)
     payload = {"machine": machine_description()}
@@ -316,15 +318,7 @@ def _run_bench_models(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)  # run_model_benchmark sets its own
     if args.allocator:
-        import dataclasses
-
-        from .bench import allocator
-
-        allocator_rows = allocator.bench_allocator(
-            cases, rounds=args.rounds, repeats=repeats, warmup=1, train=args.train, threads=args.threads
-        )
-        print(allocator.to_markdown(allocator_rows))
-        payload.update(rounds=args.rounds, rows=[dataclasses.asdict(r) for r in allocator_rows])
+        payload.update(_bench_allocator(args, cases, repeats))
     elif args.against:
         import dataclasses
 
@@ -349,6 +343,21 @@ def _run_bench_models(args: argparse.Namespace) -> int:
     if args.json:
         write_json_atomic(args.json, payload)
     return 0
+
+
+def _bench_allocator(args: argparse.Namespace, cases, repeats: int) -> dict:
+    """``bench-models --allocator``: print the table, return the JSON payload's entries."""
+    import dataclasses
+
+    from .bench import allocator
+
+    rounds = args.rounds or 3
+    rows = allocator.bench_allocator(
+        cases, rounds=rounds, repeats=repeats, warmup=1, train=args.train, threads=args.threads
+    )
+    print(allocator.to_markdown(rows))
+    settings = dict(rounds=rounds, repeats=repeats, warmup=1, train=args.train, threads=args.threads)
+    return {"settings": settings, "rows": [dataclasses.asdict(r) for r in rows]}
 
 
 _BENCH_TRAIN_EPILOG = """\

@@ -136,6 +136,11 @@ def test_train_without_against_is_a_clear_error(capsys):
     assert "--train: found without --against or --allocator, expected --against COMMIT or --allocator" in line
 
 
+def test_rounds_without_allocator_is_a_clear_error(capsys):
+    line = cli_error_line(capsys, ["bench-models", "--quick", "--rounds", "2"])
+    assert "--rounds: found without --allocator, expected --allocator; add it or drop --rounds" in line
+
+
 def test_usage_errors_are_one_line(capsys):
     assert "invalid choice: 'tables'" in cli_error_line(capsys, ["bench-attn", "--sections", "tables"])
 

@@ -18,16 +18,22 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .._cpu_memory import ENV_VAR
+from ._measure import time_interleaved
+from .models import ModelCase
 
 __all__ = ["AllocatorRow", "bench_allocator", "to_markdown"]
+
+_CHILD_TIMEOUT_S = 3600  # one model's process: the OCR model's training steps take minutes on 2 cores
 
 
 @dataclass
 class AllocatorRow:
+    """One model: the medians over rounds of the processes with freed memory given back and kept."""
+
     name: str
     batch: int
     input: str
@@ -43,32 +49,28 @@ class AllocatorRow:
 
 
 def _median_ms(fn, repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    return time_interleaved({"fn": fn}, repeats=repeats, warmup=warmup)["fn"] * 1e3
 
 
-def _measure(name: str, batch: int, height: int, width: int, repeats: int, warmup: int, train: bool) -> dict:
-    """One process's measurements (run in the child)."""
+def _measure(
+    name: str, batch: int, height: int, width: int, repeats: int, warmup: int, train: bool
+) -> dict[str, float | bool]:
+    """One process's measurements (run in the child): ``kept`` (the setting took effect), ``ms``,
+    ``rss_mb`` and, with ``train``, ``train_ms``."""
     import torch
 
     from .._cpu_memory import keep_cpu_memory_unless_disabled
     from ..models import create_model
     from ..models._runtime import format_images, inference_module, to_memory_format
 
-    keep_cpu_memory_unless_disabled()
+    kept = keep_cpu_memory_unless_disabled()
     torch.manual_seed(0)
     model = create_model(name).eval()
     memory_format = to_memory_format(model, "auto")
     folded = inference_module(model)
     x = format_images(torch.randn(batch, 3, height, width), memory_format)
     with torch.no_grad():
-        result = {"ms": _median_ms(lambda: folded(x), repeats, warmup)}
+        result: dict[str, float | bool] = {"kept": kept, "ms": _median_ms(lambda: folded(x), repeats, warmup)}
     result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     if train:
         model.train()
@@ -81,20 +83,27 @@ def _measure(name: str, batch: int, height: int, width: int, repeats: int, warmu
     return result
 
 
-def _run_child(case, keep: bool, repeats: int, warmup: int, train: bool, threads: int) -> dict:
+def _run_child(case: ModelCase, keep: bool, repeats: int, warmup: int, train: bool, threads: int) -> dict:
     args = [case.name, case.batch, case.height, case.width, repeats, warmup, train]
     code = (
         "import json, sys, torch; from psa_zoo.bench.allocator import _measure; "
         f"torch.set_num_threads({threads}); print(json.dumps(_measure(*json.loads(sys.argv[1]))))"
     )
     env = {**os.environ, ENV_VAR: "1" if keep else "0"}
+    setting = f"{ENV_VAR}={env[ENV_VAR]}"
     done = subprocess.run(
-        [sys.executable, "-c", code, json.dumps(args)], env=env, capture_output=True, text=True, check=False
-    )
+        [sys.executable, "-c", code, json.dumps(args)], env=env, capture_output=True, text=True, check=False,
+        timeout=_CHILD_TIMEOUT_S,
+    )  # fmt: skip
     if done.returncode != 0:
-        setting = f"{ENV_VAR}={env[ENV_VAR]}"
         raise RuntimeError(f"the {case.name} process ({setting}) failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if result["kept"] != keep:
+        raise RuntimeError(
+            f"the {case.name} process ({setting}) found kept={result['kept']}, expected {keep}: this "
+            "system's C library is not glibc, so there is nothing to compare; run it on Linux with glibc"
+        )
+    return result
 
 
 def _median(runs: list[dict], key: str) -> float:
@@ -102,8 +111,9 @@ def _median(runs: list[dict], key: str) -> float:
 
 
 def bench_allocator(
-    cases, rounds: int = 3, repeats: int = 5, warmup: int = 1, train: bool = False, threads: int = 2
-) -> list[AllocatorRow]:
+    cases: Sequence[ModelCase], rounds: int = 3, repeats: int = 5, warmup: int = 1, train: bool = False,
+    threads: int = 2,
+) -> list[AllocatorRow]:  # fmt: skip
     """Per case (a :class:`~psa_zoo.bench.models.ModelCase`), ``rounds`` pairs of processes (see the
     module docstring)."""
     rows = []
@@ -114,10 +124,10 @@ def bench_allocator(
                 sides[keep].append(_run_child(case, keep, repeats, warmup, train, threads))
 
         given_back, kept = sides[False], sides[True]
+        given_back_ms, kept_ms = _median(given_back, "ms"), _median(kept, "ms")
         row = AllocatorRow(
-            case.name, case.batch, f"{case.height}×{case.width}", rounds,
-            _median(given_back, "ms"), _median(kept, "ms"), _median(given_back, "ms") / _median(kept, "ms"),
-            _median(given_back, "rss_mb"), _median(kept, "rss_mb"),
+            case.name, case.batch, f"{case.height}×{case.width}", rounds, given_back_ms, kept_ms,
+            given_back_ms / kept_ms, _median(given_back, "rss_mb"), _median(kept, "rss_mb"),
         )  # fmt: skip
         if train:
             row.train_given_back_ms = _median(given_back, "train_ms")
@@ -128,6 +138,7 @@ def bench_allocator(
 
 
 def to_markdown(rows: list[AllocatorRow]) -> str:
+    """The rows as the Markdown table of docs/benchmarks.md ("Freed memory kept for the next tensor")."""
     lines = [
         "| model | batch | input | rounds | given back ms | kept ms | speed-up | peak RSS given back MB "
         "| peak RSS kept MB | train given back ms | train kept ms | train speed-up |",

@@ -200,7 +200,10 @@ def clear_run_folder(folder: Path) -> None:
 
 
 class Trainer:
-    """Runs ``task`` with ``config``; :meth:`fit` returns a :class:`TrainResult`."""
+    """Runs ``task`` with ``config``; :meth:`fit` returns a :class:`TrainResult`.
+
+    :meth:`fit` treats its process as a training job's: it keeps freed CPU memory for later tensors
+    (:func:`psa_zoo.keep_cpu_memory`, process-wide; ``PSA_ZOO_KEEP_CPU_MEMORY=0`` leaves glibc's defaults)."""
 
     def __init__(self, task: TrainTask, config: TrainConfig) -> None:
         self.task, self.config = task, config
