@@ -49,8 +49,10 @@ def psa_p_gates(
     q_sp [N, C/2], m [N, C], p [N, HW], t = softmax(l_s) [N, HW], pooled [N, C], z [N, C/2]).
 
     Weights as matrices: w_qr [1, C], w_vr / w_ql / w_vl [C/2, C], w_up [C, C/2] (``conv_up``)."""
-    n, c, _ = flat.shape
-    m = flat.mean(dim=2)  # [N, C]
+    n, c, hw = flat.shape
+    # the mean as the row 1ᵀ Xᵀ / HW: BLAS beats the reduction kernel at large maps (8x256x64x64: forward
+    # 1.09x faster; HRNet-W48's maps unchanged, docs/benchmarks.md)
+    m = torch.bmm(flat.new_ones(n, 1, hw), flat.transpose(1, 2)).squeeze(1) / hw  # [N, C]
     q_sp = F.linear(m, w_ql)  # [N, C/2]
     u = q_sp @ w_vl  # [N, C]
     rows = torch.cat([w_qr.to(u.dtype).expand(n, 1, c), u.unsqueeze(1)], dim=1)  # [N, 2, C]
