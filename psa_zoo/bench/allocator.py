@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from .._cpu_memory import ENV_VAR
 from ._measure import time_interleaved
-from .models import ModelCase
+from .models import ModelCase, _forward, _train_step
 
 __all__ = ["AllocatorRow", "bench_allocator", "to_markdown"]
 
@@ -69,17 +69,10 @@ def _measure(
     memory_format = to_memory_format(model, "auto")
     folded = inference_module(model)
     x = format_images(torch.randn(batch, 3, height, width), memory_format)
-    with torch.no_grad():
-        result: dict[str, float | bool] = {"kept": kept, "ms": _median_ms(lambda: folded(x), repeats, warmup)}
+    result: dict[str, float | bool] = {"kept": kept, "ms": _median_ms(_forward(folded, x), repeats, warmup)}
     result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     if train:
-        model.train()
-
-        def step() -> None:
-            model(x).sum().backward()
-            model.zero_grad(set_to_none=True)
-
-        result["train_ms"] = _median_ms(step, repeats, warmup)
+        result["train_ms"] = _median_ms(_train_step(model, x), repeats, warmup)
     return result
 
 
