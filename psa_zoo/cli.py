@@ -256,8 +256,8 @@ def _add_bench_models(subparsers: argparse._SubParsersAction) -> None:
         help="timed repeats per variant, median reported (default 5; 1 with --quick)",
     )
     p.add_argument("--threads", type=positive_int, default=2, help="CPU threads (default 2)")
-    p.add_argument("--no-smp", action="store_true", help="skip the segmentation_models_pytorch comparison")
-    p.add_argument("--no-trunks", action="store_true", help="skip the trunks against timm's backbones")
+    p.add_argument("--no-smp", action="store_true", help="default table: skip the smp comparison")
+    p.add_argument("--no-trunks", action="store_true", help="default table: skip the trunks against timm's")
     instead = p.add_mutually_exclusive_group()
     instead.add_argument(
         "--against",
@@ -310,6 +310,14 @@ def _run_bench_models(args: argparse.Namespace) -> int:
         )
     if args.rounds and not args.allocator:
         raise ValueError("--rounds: found without --allocator, expected --allocator; add it or drop --rounds")
+    modes = (("--against", args.against), ("--compile", args.compile), ("--allocator", args.allocator))
+    mode = next((flag for flag, given in modes if given), None)
+    skips = [flag for flag, given in (("--no-smp", args.no_smp), ("--no-trunks", args.no_trunks)) if given]
+    if mode and skips:
+        raise ValueError(
+            f"{' '.join(skips)}: found with {mode}, which times neither smp nor the trunks (only the default "
+            "table does); drop it or drop " + mode
+        )
     repeats = args.repeats or (1 if args.quick else 5)
     print(f"Machine: {machine_description().split(',')[0]}, {args.threads} threads", flush=True)
     payload = {"machine": machine_description()}

@@ -141,6 +141,13 @@ def test_rounds_without_allocator_is_a_clear_error(capsys):
     assert "--rounds: found without --allocator, expected --allocator; add it or drop --rounds" in line
 
 
+@pytest.mark.parametrize("mode", [["--against", "HEAD"], ["--compile"], ["--allocator"]])
+def test_table_skips_with_another_mode_are_a_clear_error(capsys, mode):
+    line = cli_error_line(capsys, ["bench-models", "--quick", *mode, "--no-smp", "--no-trunks"])
+    assert f"--no-smp --no-trunks: found with {mode[0]}, which times neither smp nor the trunks" in line
+    assert f"drop it or drop {mode[0]}" in line
+
+
 def test_usage_errors_are_one_line(capsys):
     assert "invalid choice: 'tables'" in cli_error_line(capsys, ["bench-attn", "--sections", "tables"])
 

@@ -50,9 +50,9 @@ def psa_p_gates(
 
     Weights as matrices: w_qr [1, C], w_vr / w_ql / w_vl [C/2, C], w_up [C, C/2] (``conv_up``)."""
     n, c, hw = flat.shape
-    # the mean as the row 1ᵀ Xᵀ / HW: BLAS beats the reduction kernel at large maps (8x256x64x64: forward
+    # the mean as the row (1/HW)ᵀ Xᵀ: BLAS beats the reduction kernel at large maps (8x256x64x64: forward
     # 1.09x faster; HRNet-W48's maps unchanged, docs/benchmarks.md)
-    m = torch.bmm(flat.new_ones(n, 1, hw), flat.transpose(1, 2)).squeeze(1) / hw  # [N, C]
+    m = torch.bmm(flat.new_full((n, 1, hw), 1.0 / hw), flat.transpose(1, 2)).squeeze(1)  # [N, C]
     q_sp = F.linear(m, w_ql)  # [N, C/2]
     u = q_sp @ w_vl  # [N, C]
     rows = torch.cat([w_qr.to(u.dtype).expand(n, 1, c), u.unsqueeze(1)], dim=1)  # [N, 2, C]
@@ -153,20 +153,45 @@ def psa_p_inference(
     """``PSA_p(x)`` without autograd, a few samples at a time when one sample is large and x is on the
     CPU (see the module docstring; on a GPU the batch runs whole); the output has x's dtype and memory
     format. ``gate_hook`` as in :class:`PsaPFunction`; ``chunk_bytes`` default :data:`CHUNK_BYTES`."""
-    n, c, h, w = x.shape
-    out = torch.empty_like(x)
-    per_sample = max(x[:1].numel() * x.element_size(), 1)
-    chunked = x.device.type == "cpu" and per_sample >= CHUNK_FROM
+    n = x.shape[0]
+    per_sample = max(x.numel() // max(n, 1) * x.element_size(), 1)
+    chunked = x.is_cpu and per_sample >= CHUNK_FROM
     step = max(1, (chunk_bytes or CHUNK_BYTES) // per_sample) if chunked else max(n, 1)
+    if step >= n:  # the whole batch at once (every HRNet-W48 map at batch 8): no slices of x or the output
+        a, s = _inference_gates(x, *weights)
+        if gate_hook is not None:
+            gate_hook(a, s)
+        return gated_sum(x, a, s)
+    out = torch.empty_like(x)
     gates = []
-    for start in range(0, max(n, 1), step):  # N = 0: one empty chunk, gates of shape [0, ...]
-        xs, os_ = x[start : start + step], out[start : start + step]
-        a, s, *_ = psa_p_gates(xs.flatten(2), *weights)
-        k = xs.shape[0]
-        a, s = a.view(k, c, 1, 1), s.view(k, 1, h, w)
-        gated_sum(xs, a, s, out=os_)  # into the output's chunk
+    for start in range(0, n, step):
+        xs = x[start : start + step]
+        a, s = _inference_gates(xs, *weights)
+        gated_sum(xs, a, s, out=out[start : start + step])  # into the output's chunk
         if gate_hook is not None:
             gates.append((a, s))
     if gate_hook is not None:
         gate_hook(*(torch.cat(g) for g in zip(*gates, strict=True)))
     return out
+
+
+def _inference_gates(
+    x: torch.Tensor, w_qr: torch.Tensor, w_vr: torch.Tensor, w_ql: torch.Tensor, w_vl: torch.Tensor,
+    w_up: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """x [N, C, H, W] → (channel gate [N, C, 1, 1], spatial gate [N, 1, H, W]): the math of
+    :func:`psa_p_gates` in the same order (the same bits), without the vectors backward needs.
+
+    At HRNet-W48's smaller maps a block's fixed cost, its ATen calls, outweighs its passes over X
+    (8×384×8×6 inside the model: about 0.3 ms against 12 µs for ``x * 2``), so the inference path keeps
+    them few: with :func:`psa_p_inference`'s whole-batch branch a block's forward makes 34 dispatcher
+    calls, 40 before (docs/benchmarks.md, "PSA_p's inference in fewer calls")."""
+    n, c, h, w = x.shape
+    flat = x.flatten(2)  # [N, C, HW], a view in either layout
+    m = torch.bmm(flat.new_full((n, 1, h * w), 1.0 / (h * w)), flat.transpose(1, 2)).squeeze(1)  # mean [N, C]
+    u = F.linear(m, w_ql) @ w_vl  # [N, C]
+    rows = torch.cat([w_qr.to(u.dtype).expand(n, 1, c), u.unsqueeze(1)], dim=1)  # [N, 2, C]
+    probs = torch.bmm(rows.to(flat.dtype), flat).softmax(dim=2)  # [N, 2, HW]: softmax(l_q), softmax(l_s)
+    pooled = torch.bmm(probs[:, :1].to(flat.dtype), flat.transpose(1, 2)).squeeze(1)  # X p as a row [N, C]
+    a = torch.sigmoid(F.linear(F.linear(pooled, w_vr), w_up))  # [N, C]
+    return a.view(n, c, 1, 1), torch.sigmoid(probs[:, 1]).view(n, 1, h, w)

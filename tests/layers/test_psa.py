@@ -400,6 +400,27 @@ def test_chunked_inference_equals_one_chunk_and_reports_whole_batch_gates(monkey
     assert empty.shape == (0, 16, 6, 7) and seen[1][0].shape == (0, 16, 1, 1)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_psa_p_inference_gives_the_training_forward_bit_for_bit(channels_last):
+    """The no-autograd path (whole batch, its own short sequence of ops) and the one-node autograd forward
+    compute the same function in the same order: equal bits, output and both gates."""
+    torch.manual_seed(0)
+    block = PsaP(16)
+    x = torch.randn(3, 16, 7, 5)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    seen = []
+    block._gate_hook = lambda a, s: seen.append((a, s))
+    trained = block(x.requires_grad_(True))  # PsaPFunction
+    with torch.no_grad():
+        inferred = block(x)  # psa_p_inference
+    assert torch.equal(inferred, trained.detach())
+    assert inferred.is_contiguous(memory_format=torch.channels_last) == channels_last
+    for before, after in zip(seen[0], seen[1], strict=True):
+        assert torch.equal(before.detach(), after)
+    assert seen[1][0].shape == (3, 16, 1, 1) and seen[1][1].shape == (3, 1, 7, 5)
+
+
 def test_fused_psa_p_refuses_a_second_backward_instead_of_a_wrong_one():
     block = PsaP(8)
     x = torch.randn(2, 8, 4, 4, requires_grad=True)
