@@ -14,9 +14,9 @@ here forms dX in one buffer: ``dX = G ⊙ (a + s) + A·B`` with A = [w_qr, u, dp
 and B = [dl_q, dl_s, p, 1] ([N, 4, HW]), one batched matrix product added in place. It saves X and the
 small vectors only.
 
-Without autograd, a batch whose samples are large is run a few samples at a time, so that the passes over
-one chunk find it in the CPU cache instead of main memory; the output is written chunk by chunk into one
-buffer.
+Without autograd, a batch whose samples are large and whose X does not fit the CPU's last-level cache is run
+a few samples at a time, so that the passes over one chunk find it in the cache instead of main memory; the
+output is written chunk by chunk into one buffer.
 
 The CPU's BLAS is sensitive to the orientation of these thin products: a reduction over positions runs as
 the row ``vᵀ Xᵀ`` ([N, k, HW] @ [N, HW, C]), 2.2-3.4x faster than the column ``X v`` at HRNet-W48's maps in
@@ -26,19 +26,60 @@ either layout, and the rank-4 update is written with the output's contiguous dim
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
 from ._helpers import gated_sum
 
-__all__ = ["PsaPFunction", "psa_p_gates", "psa_p_inference"]
+__all__ = ["PsaPFunction", "last_level_cache_bytes", "psa_p_gates", "psa_p_inference", "runs_in_chunks"]
 
-# The inference path splits the batch only when one sample's X reaches CHUNK_FROM bytes, into chunks of
-# about CHUNK_BYTES (which stay within a CPU's L3 cache across the passes); smaller maps run as one batch,
-# where the fixed cost of PSA_p's ~15 small ops would grow with the number of chunks. Measured at
-# (8, 256, 64, 64) on 2 EPYC cores: 4 MiB chunks (one sample) 23 ms, the whole batch 28 ms (x * 2: 16 ms).
+# The inference path splits the batch only when one sample's X reaches CHUNK_FROM bytes and the whole X
+# exceeds half the last-level cache Linux reports (all of it when that is unknown), into chunks of about
+# CHUNK_BYTES; other batches run whole, where the fixed cost of PSA_p's small ops would grow with the number
+# of chunks. Measured at (8, 256, 64, 64), 32 MiB: on 2 EPYC cores 4 MiB chunks (one sample) 23 ms, the
+# whole batch 28 ms; on 2 Xeon cores reporting a 480 MiB L3 the whole batch 4.2 ms, one-sample chunks
+# 5.0 ms (channels_last, freed memory kept; docs/benchmarks.md).
 CHUNK_FROM = 1 << 20
 CHUNK_BYTES = 4 << 20
+CPU_CACHES = "/sys/devices/system/cpu/cpu0/cache"
+
+
+@functools.cache
+def last_level_cache_bytes(root: str = CPU_CACHES) -> int | None:
+    """Bytes of the largest-level data or unified CPU cache under ``root`` (Linux sysfs: ``index*/level``,
+    ``type``, ``size`` such as ``"491520K"``); None where nothing readable is there (another OS)."""
+    found: tuple[int, int] | None = None  # (level, bytes)
+    for index in sorted(Path(root).glob("index*")):
+        try:
+            level = int((index / "level").read_text())
+            kind = (index / "type").read_text().strip()
+            size = _size_bytes((index / "size").read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if kind != "Instruction" and (found is None or level > found[0]):
+            found = (level, size)
+    return None if found is None else found[1]
+
+
+def _size_bytes(text: str) -> int:
+    """``"48K"`` / ``"32M"`` / ``"1G"`` / ``"512"`` → bytes (ValueError for anything else)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    if text[-1:].upper() in units:
+        return int(text[:-1]) * units[text[-1].upper()]
+    return int(text)
+
+
+def runs_in_chunks(x: torch.Tensor, cache_bytes: int | None) -> bool:
+    """Whether :func:`psa_p_inference` splits ``x``'s batch by default (see :data:`CHUNK_FROM`), given the
+    last-level cache's size (None: unknown)."""
+    n = max(x.shape[0], 1)
+    per_sample = x.numel() // n * x.element_size()
+    if not x.is_cpu or x.shape[0] < 2 or per_sample < CHUNK_FROM:
+        return False
+    return cache_bytes is None or per_sample * n > cache_bytes // 2
 
 
 def psa_p_gates(
@@ -150,13 +191,17 @@ def _add_product_(out: torch.Tensor, left: torch.Tensor, right: torch.Tensor) ->
 def psa_p_inference(
     x: torch.Tensor, *weights: torch.Tensor, gate_hook=None, chunk_bytes: int | None = None
 ) -> torch.Tensor:
-    """``PSA_p(x)`` without autograd, a few samples at a time when one sample is large and x is on the
-    CPU (see the module docstring; on a GPU the batch runs whole); the output has x's dtype and memory
-    format. ``gate_hook`` as in :class:`PsaPFunction`; ``chunk_bytes`` default :data:`CHUNK_BYTES`."""
+    """``PSA_p(x)`` without autograd; the output has x's dtype and memory format. ``gate_hook`` as in
+    :class:`PsaPFunction`.
+
+    The batch runs a few samples at a time when :func:`runs_in_chunks` says so (large samples on a CPU
+    whose last-level cache X does not fit; see the module docstring), in chunks of about ``chunk_bytes``
+    (default :data:`CHUNK_BYTES`). A ``chunk_bytes`` given splits any batch to that size."""
     n = x.shape[0]
     per_sample = max(x.numel() // max(n, 1) * x.element_size(), 1)
-    chunked = x.is_cpu and per_sample >= CHUNK_FROM
-    step = max(1, (chunk_bytes or CHUNK_BYTES) // per_sample) if chunked else max(n, 1)
+    if chunk_bytes is None:
+        chunk_bytes = CHUNK_BYTES if runs_in_chunks(x, last_level_cache_bytes()) else None
+    step = max(1, chunk_bytes // per_sample) if chunk_bytes else max(n, 1)
     if step >= n:  # the whole batch at once (every HRNet-W48 map at batch 8): no slices of x or the output
         a, s = _inference_gates(x, *weights)
         if gate_hook is not None:

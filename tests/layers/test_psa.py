@@ -377,11 +377,8 @@ def test_fused_psa_p_gradient_comes_back_in_x_layout(x_layout, upstream_layout):
     assert relative_error(grads[0], grads[1]) < 1e-5
 
 
-def test_chunked_inference_equals_one_chunk_and_reports_whole_batch_gates(monkeypatch):
-    from psa_zoo.layers import _psa_p_fused
+def test_chunked_inference_equals_one_chunk_and_reports_whole_batch_gates():
     from psa_zoo.layers._psa_p_fused import psa_p_inference
-
-    monkeypatch.setattr(_psa_p_fused, "CHUNK_FROM", 0)  # split even these small samples
 
     block = PsaP(16)
     x = torch.randn(5, 16, 6, 7)
@@ -398,6 +395,38 @@ def test_chunked_inference_equals_one_chunk_and_reports_whole_batch_gates(monkey
         assert relative_error(per_sample, reference(x)) < 1e-5
     assert seen[0][0].shape == (5, 16, 1, 1) and seen[0][1].shape == (5, 1, 6, 7)  # one call, all samples
     assert empty.shape == (0, 16, 6, 7) and seen[1][0].shape == (0, 16, 1, 1)
+
+
+def _cache_tree(root, entries):
+    for i, (level, kind, size) in enumerate(entries):
+        index = root / f"index{i}"
+        index.mkdir(parents=True)
+        for name, value in (("level", level), ("type", kind), ("size", size)):
+            (index / name).write_text(f"{value}\n")
+    return str(root)
+
+
+def test_last_level_cache_is_the_highest_data_or_unified_level(tmp_path):
+    from psa_zoo.layers._psa_p_fused import last_level_cache_bytes
+
+    xeon = [(1, "Data", "48K"), (1, "Instruction", "64K"), (2, "Unified", "2048K"), (3, "Unified", "491520K")]
+    assert last_level_cache_bytes(_cache_tree(tmp_path / "xeon", xeon)) == 491520 * 1024
+    no_l3 = [(1, "Data", "32K"), (2, "Unified", "1M"), (3, "Instruction", "8M")]
+    assert last_level_cache_bytes(_cache_tree(tmp_path / "no_l3", no_l3)) == 1 << 20
+    unreadable = [(2, "Unified", "2048K"), (3, "Unified", "lots")]  # a size it cannot read is skipped
+    assert last_level_cache_bytes(_cache_tree(tmp_path / "odd", unreadable)) == 2048 * 1024
+    assert last_level_cache_bytes(str(tmp_path / "absent")) is None
+
+
+def test_batches_split_only_when_large_samples_outgrow_the_cache():
+    from psa_zoo.layers._psa_p_fused import CHUNK_FROM, runs_in_chunks
+
+    big = torch.empty(4, CHUNK_FROM // 4, 1, 1)  # four samples of CHUNK_FROM bytes (float32): X is 4 MiB
+    assert runs_in_chunks(big, cache_bytes=None)  # cache unknown: split, as before the cache was read
+    assert runs_in_chunks(big, cache_bytes=4 << 20)  # X is more than half of it
+    assert not runs_in_chunks(big, cache_bytes=8 << 20)  # X fits half of it: one batch
+    assert not runs_in_chunks(big[:1], cache_bytes=None)  # one sample: nothing to split
+    assert not runs_in_chunks(big[:, :-1], cache_bytes=None)  # samples under CHUNK_FROM
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
