@@ -314,9 +314,10 @@ def _run_bench_models(args: argparse.Namespace) -> int:
     mode = next((flag for flag, given in modes if given), None)
     skips = [flag for flag, given in (("--no-smp", args.no_smp), ("--no-trunks", args.no_trunks)) if given]
     if mode and skips:
+        them = "them" if len(skips) > 1 else "it"
         raise ValueError(
-            f"{' '.join(skips)}: found with {mode}, which times neither smp nor the trunks (only the default "
-            "table does); drop it or drop " + mode
+            f"{' '.join(skips)}: found with {mode}, expected only without --against, --compile or "
+            f"--allocator (they apply to the default table); drop {them} or drop {mode}"
         )
     repeats = args.repeats or (1 if args.quick else 5)
     print(f"Machine: {machine_description().split(',')[0]}, {args.threads} threads", flush=True)

@@ -144,8 +144,10 @@ def test_rounds_without_allocator_is_a_clear_error(capsys):
 @pytest.mark.parametrize("mode", [["--against", "HEAD"], ["--compile"], ["--allocator"]])
 def test_table_skips_with_another_mode_are_a_clear_error(capsys, mode):
     line = cli_error_line(capsys, ["bench-models", "--quick", *mode, "--no-smp", "--no-trunks"])
-    assert f"--no-smp --no-trunks: found with {mode[0]}, which times neither smp nor the trunks" in line
-    assert f"drop it or drop {mode[0]}" in line
+    assert f"--no-smp --no-trunks: found with {mode[0]}, expected only without --against, --compile" in line
+    assert f"drop them or drop {mode[0]}" in line
+    line = cli_error_line(capsys, ["bench-models", "--quick", *mode, "--no-smp"])
+    assert f"--no-smp: found with {mode[0]}" in line and f"drop it or drop {mode[0]}" in line
 
 
 def test_usage_errors_are_one_line(capsys):

@@ -93,6 +93,8 @@ def psa_p_gates(
     n, c, hw = flat.shape
     # the mean as the row (1/HW)ᵀ Xᵀ: BLAS beats the reduction kernel at large maps (8x256x64x64: forward
     # 1.09x faster; HRNet-W48's maps unchanged, docs/benchmarks.md)
+    # (in float16 1/HW is subnormal beyond 16384 positions: the mean loses some precision there, where a sum
+    # of ones could overflow instead)
     m = torch.bmm(flat.new_full((n, 1, hw), 1.0 / hw), flat.transpose(1, 2)).squeeze(1)  # [N, C]
     q_sp = F.linear(m, w_ql)  # [N, C/2]
     u = q_sp @ w_vl  # [N, C]
@@ -225,12 +227,14 @@ def _inference_gates(
     w_up: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """x [N, C, H, W] → (channel gate [N, C, 1, 1], spatial gate [N, 1, H, W]): the math of
-    :func:`psa_p_gates` in the same order (the same bits), without the vectors backward needs.
+    :func:`psa_p_gates` in the same order (a batch run whole gets the training forward's bits), without the
+    vectors backward needs.
 
     At HRNet-W48's smaller maps a block's fixed cost, its ATen calls, outweighs its passes over X
-    (8×384×8×6 inside the model: about 0.3 ms against 12 µs for ``x * 2``), so the inference path keeps
+    (8×384×8×6 inside the model: about 0.3 ms against 12–21 µs for ``x * 2``), so the inference path keeps
     them few: with :func:`psa_p_inference`'s whole-batch branch a block's forward makes 34 dispatcher
-    calls, 40 before (docs/benchmarks.md, "PSA_p's inference in fewer calls")."""
+    calls under ``no_grad``, 39 before (41 with a gate hook; docs/benchmarks.md, "PSA_p's inference in
+    fewer calls")."""
     n, c, h, w = x.shape
     flat = x.flatten(2)  # [N, C, HW], a view in either layout
     m = torch.bmm(flat.new_full((n, 1, h * w), 1.0 / (h * w)), flat.transpose(1, 2)).squeeze(1)  # mean [N, C]

@@ -430,19 +430,23 @@ def test_batches_split_only_when_large_samples_outgrow_the_cache():
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_psa_p_inference_gives_the_training_forward_bit_for_bit(channels_last):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16", "autocast"])
+def test_psa_p_inference_gives_the_training_forward_bit_for_bit(channels_last, precision):
     """The no-autograd path (whole batch, its own short sequence of ops) and the one-node autograd forward
-    compute the same function in the same order: equal bits, output and both gates."""
+    compute the same function in the same order, casts included: equal bits, output and both gates."""
     torch.manual_seed(0)
     block = PsaP(16)
     x = torch.randn(3, 16, 7, 5)
+    if precision == "bfloat16":
+        block, x = block.bfloat16(), x.bfloat16()
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
     seen = []
     block._gate_hook = lambda a, s: seen.append((a, s))
-    trained = block(x.requires_grad_(True))  # PsaPFunction
-    with torch.no_grad():
-        inferred = block(x)  # psa_p_inference
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "autocast"):
+        trained = block(x.requires_grad_(True))  # PsaPFunction
+        with torch.no_grad():
+            inferred = block(x)  # psa_p_inference
     assert torch.equal(inferred, trained.detach())
     assert inferred.is_contiguous(memory_format=torch.channels_last) == channels_last
     for before, after in zip(seen[0], seen[1], strict=True):
